@@ -1,0 +1,3 @@
+from expdeploy.cli import main
+
+main()

@@ -1,0 +1,39 @@
+"""Every hook a plugin can implement. Hooks take a `register` callback instead of returning values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import typer
+
+    from expdeploy.spec.formats import SpecFormat
+
+hookspec = pluggy.HookspecMarker("expdeploy")
+
+
+@hookspec
+def expdeploy_register_spec_formats(register: Callable[[SpecFormat], None]) -> None:
+    """Register spec dialects: objects with `name`, `description`, `sniff(source) -> int` and
+    `load(source, options) -> ExperimentSpec`.
+
+    The first format registered under a name wins; built-ins register last, so a plugin's
+    format of the same name replaces the built-in one.
+    """
+
+
+@hookspec
+def expdeploy_register_commands(app: typer.Typer) -> None:
+    """Add sub-commands to the `expdeploy` Typer app (`@app.command()` or `app.add_typer(...)`).
+
+    Keep module import cheap: import heavy libraries inside the command function.
+    """
+
+
+HOOK_NAMES: tuple[str, ...] = tuple(
+    name for name, value in dict(globals()).items()
+    if name.startswith("expdeploy_") and callable(value)
+)

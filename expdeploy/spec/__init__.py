@@ -1,0 +1,1 @@
+"""Experiment specs: the model every dialect loads into, the dialect loaders and overrides."""
