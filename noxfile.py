@@ -18,7 +18,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install(RUFF)
-    session.run("ruff", "check", "expdeploy", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "expdeploy", "plugins", "tests", "benchmarks", "noxfile.py")
 
 
 @nox.session

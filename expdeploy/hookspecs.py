@@ -10,6 +10,7 @@ import pluggy
 if TYPE_CHECKING:
     import typer
 
+    from expdeploy.backend import Backend
     from expdeploy.spec.formats import SpecFormat
 
 hookspec = pluggy.HookspecMarker("expdeploy")
@@ -22,6 +23,15 @@ def expdeploy_register_spec_formats(register: Callable[[SpecFormat], None]) -> N
 
     The first format registered under a name wins; built-ins register last, so a plugin's
     format of the same name replaces the built-in one.
+    """
+
+
+@hookspec
+def expdeploy_register_backends(register: Callable[[type[Backend]], None]) -> None:
+    """Register placement backends: subclasses of `expdeploy.backend.Backend` with a `name`.
+
+    `expdeploy run --backend NAME` picks one; the first registered under a name wins and
+    built-ins register last, so a plugin can replace `local`.
     """
 
 

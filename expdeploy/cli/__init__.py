@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from expdeploy import __version__
-from expdeploy.cli import plan, plugins
+from expdeploy.cli import agent, cancel, logs, plan, plugins, run, status
 from expdeploy.cli.output import CliState, report_error
 from expdeploy.errors import ExpdeployError
 
@@ -58,8 +58,8 @@ def _root(
     ctx.obj = CliState(debug=debug)
 
 
-plan.register(app)
-plugins.register(app)
+for verb in (plan, run, status, logs, cancel, agent, plugins):
+    verb.register(app)
 
 
 def _add_plugin_commands() -> None:

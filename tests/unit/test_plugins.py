@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from expdeploy.backend import available_backends
 from expdeploy.hookspecs import HOOK_NAMES
 from expdeploy.plugins import get_plugin_manager, hookimpl, list_plugins
 from expdeploy.spec.formats import SURE, LoadOptions, available_formats, load_spec
@@ -29,9 +30,12 @@ def test_every_hook_is_documented_and_tested(hook: str) -> None:
 
 def test_builtins_load_through_entry_points() -> None:
     builtins = {p.name: p for p in list_plugins() if p.builtin}
-    assert set(builtins) >= {"native", "wandb_sweep", "mlrunner", "experiments_json"}
-    assert all(p.hooks == ("expdeploy_register_spec_formats",) for p in builtins.values())
+    assert set(builtins) >= {"native", "wandb_sweep", "mlrunner", "experiments_json", "local"}
+    for name in ("native", "wandb_sweep", "mlrunner", "experiments_json"):
+        assert builtins[name].hooks == ("expdeploy_register_spec_formats",)
+    assert builtins["local"].hooks == ("expdeploy_register_backends",)
     assert set(available_formats()) >= BUILTIN_FORMATS
+    assert "local" in available_backends()
 
 
 class _ToyFormat:

@@ -1,0 +1,129 @@
+"""The backend contract every placement plugin implements, and the controller's wake-up.
+
+A backend places tasks (a run attempt, or an agent process), reports their state records (the
+same dicts the worker writes to state.json), and cancels them. The controller never knows a
+backend by name: plugins register classes through `expdeploy_register_backends`.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A run attempt (`plan` from the manifest), or an agent process (`command`)."""
+
+    key: str
+    attempt: int = 1
+    plan: Mapping[str, Any] | None = None
+    command: str | None = None
+    gpus: int = 0
+    steps: tuple[str, ...] | None = None  # run only these steps
+    terminal: bool = False  # output to the terminal (--first)
+
+
+@dataclass(slots=True)
+class BackendOptions:
+    """Settings from the command line that a backend may use (each ignores what it does not)."""
+
+    exp_dir: Path
+    jobs: int | None = None
+    gpus: tuple[int, ...] | None = None
+    runs_per_gpu: int = 1
+    gpu_free_memory_mib: int = 1024
+    gpu_free_util_percent: int = 10
+    workers: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    """Places tasks and reports what happened to them."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    def __init__(self, options: BackendOptions) -> None:
+        self.options = options
+
+    @abstractmethod
+    def submit(self, tasks: Sequence[Task]) -> int:
+        """Start or queue tasks from the front of `tasks`; returns how many it took (the rest
+        wait until a task ends: a slot pool takes what fits, a queueing backend takes all)."""
+
+    @abstractmethod
+    def poll(self) -> list[dict[str, Any]]:
+        """State records of tasks that changed since the last poll (one batched look)."""
+
+    @abstractmethod
+    def cancel(self, keys: Sequence[str] | None = None, hard: bool = False) -> None:
+        """Stop these tasks (all when None): SIGTERM-like first, SIGKILL-like when `hard`."""
+
+    @abstractmethod
+    def active(self) -> int:
+        """Tasks submitted and not yet final."""
+
+    def wait(self, timeout: float, waker: Waker) -> None:
+        """Block until something may have changed; polling backends just sleep (with backoff)."""
+        waker.wait(timeout)
+
+    def heartbeat(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Refresh liveness records of running tasks (called every few seconds)."""
+
+    def describe(self) -> str:
+        """One line saying where tasks run (slots, GPUs, partition...)."""
+        return self.name
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Release locks and connections."""
+
+
+class Waker:
+    """Wakes the controller when a child exits or a signal arrives: no polling tick.
+
+    Installs a wake-up fd for signals; SIGCHLD gets a no-op handler so child exits write to it.
+    """
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+        self.previous_fd = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
+        self.previous_chld = signal.signal(signal.SIGCHLD, lambda *_: None)
+
+    def wait(self, timeout: float) -> None:
+        try:
+            ready, _, _ = select.select([self.read_fd], [], [], max(timeout, 0))
+        except InterruptedError:
+            return
+        if ready:
+            try:
+                while os.read(self.read_fd, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(self.previous_fd)
+        signal.signal(signal.SIGCHLD, self.previous_chld)
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
+def available_backends() -> dict[str, type[Backend]]:
+    from expdeploy.plugins import get_plugin_manager
+
+    found: dict[str, type[Backend]] = {}
+
+    def register(cls: type[Backend]) -> None:
+        found.setdefault(cls.name, cls)
+
+    get_plugin_manager().hook.expdeploy_register_backends(register=register)
+    return found

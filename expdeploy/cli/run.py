@@ -1,0 +1,175 @@
+"""`expdeploy run`: expand an experiment and execute every run on a backend (local by default)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from expdeploy.cli.common import (
+    CommandOpt,
+    NameOpt,
+    OutputOpt,
+    OverridesArg,
+    SeedOpt,
+    SpecArg,
+    SpecFormatOpt,
+    TitleOpt,
+    load_from_cli,
+)
+from expdeploy.errors import BadInput
+
+BackendOpt = Annotated[str, typer.Option("--backend", "-b",
+                                         help="Where runs execute (see `expdeploy plugins`).")]
+JobsOpt = Annotated[int | None, typer.Option("--jobs", "-j", help="CPU slots (default: number of cores).")]
+GpusOpt = Annotated[str | None, typer.Option("--gpus", help="Only these GPUs, e.g. 0,2,3.")]
+PackOpt = Annotated[int, typer.Option("--runs-per-gpu", help="Pack this many runs on one GPU.")]
+FreeMemOpt = Annotated[int, typer.Option("--gpu-free-memory", help="A GPU is free below this many MiB used.")]
+FreeUtilOpt = Annotated[int, typer.Option("--gpu-free-util", help="A GPU is free below this % utilisation.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Rerun every run, also succeeded ones.")]
+RetryOpt = Annotated[bool, typer.Option("--retry-failed", help="Rerun runs that failed before.")]
+MaxRetriesOpt = Annotated[int, typer.Option("--max-retries", help="Retry a failing run up to N times now.")]
+GraceOpt = Annotated[float, typer.Option("--grace", help="Seconds between SIGTERM and SIGKILL on Ctrl-C.")]
+TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="Only runs with this tag (repeatable).")]
+SampleOpt = Annotated[int | None, typer.Option("--sample", help="A random subset of N runs (--seed).")]
+FirstOpt = Annotated[bool, typer.Option("--first",
+                                       help="One run, output to the terminal: debug the command.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would start; start nothing.")]
+
+
+def run_command(
+    spec: SpecArg,
+    overrides: OverridesArg = None,
+    output: OutputOpt = Path("experiments"),
+    backend: BackendOpt = "local",
+    jobs: JobsOpt = None,
+    gpus: GpusOpt = None,
+    runs_per_gpu: PackOpt = 1,
+    gpu_free_memory: FreeMemOpt = 1024,
+    gpu_free_util: FreeUtilOpt = 10,
+    force: ForceOpt = False,
+    retry_failed: RetryOpt = False,
+    max_retries: MaxRetriesOpt = 0,
+    grace: GraceOpt = 10.0,
+    tag: TagOpt = None,
+    sample: SampleOpt = None,
+    first: FirstOpt = False,
+    dry_run: DryRunOpt = False,
+    spec_format: SpecFormatOpt = None,
+    command: CommandOpt = None,
+    title: TitleOpt = None,
+    name: NameOpt = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Run every run of SPEC; runs that already succeeded are skipped, so re-running resumes.
+
+    Runs execute in the current directory. Each gets CUDA_VISIBLE_DEVICES, EXPDEPLOY_RUN_ID and
+    EXPDEPLOY_RUN_DIR; its logs, params.json and state.json live in <output>/<name>/runs/<run>/.
+    Exit status: 0 all succeeded, 1 a run failed, 2 bad input, 130 interrupted.
+
+    Examples:
+
+      expdeploy run examples/quickstart.yml
+
+      expdeploy run grid.yml lr=0.1,0.01 --gpus 0,1 --runs-per-gpu 2
+
+      expdeploy run grid.yml --retry-failed
+    """
+    from expdeploy.backend import BackendOptions, available_backends
+    from expdeploy.controller import Controller, RunSettings, select_runs
+    from expdeploy.expdir import RunDirWriter, plan_record, write_manifest
+    from expdeploy.ledger import Ledger
+    from expdeploy.plan import make_plan
+    from expdeploy.progress import Progress
+    from expdeploy.worker import CANCEL_MARK, owner
+
+    backends = available_backends()
+    if backend not in backends:
+        raise BadInput(f"unknown backend {backend!r}", key="--backend",
+                       hint=f"available: {', '.join(sorted(backends))}")
+    gpu_ids = _gpu_list(gpus)
+    if jobs is not None and jobs < 1:
+        raise BadInput("--jobs must be at least 1", key="--jobs")
+    loaded, parsed = load_from_cli(spec, overrides, spec_format, command, title, name, seed)
+    plan = make_plan(loaded, parsed, output)
+    cwd = Path.cwd()
+    records = [plan_record(run, plan.exp_dir, plan.launch_time, cwd) for run in plan.expansion.runs]
+    settings = RunSettings(force=force or first, retry_failed=retry_failed, max_retries=max_retries,
+                           grace_seconds=grace, tags=tuple(tag or ()), sample=sample, seed=seed,
+                           first=first)
+    if tag and not any(set(tag) & set(r["tags"]) for r in records):
+        raise BadInput(f"no run has tag {', '.join(tag)}", key="--tag",
+                       hint=f"tags: {', '.join(sorted(plan.tag_counts)) or 'none'}")
+    if dry_run:
+        states = _known_states(plan.exp_dir)
+    else:
+        records = write_manifest(plan.exp_dir, records)
+        ledger = Ledger(plan.exp_dir)
+        ledger.add_runs(records)
+        ledger.set_meta({"cwd": str(cwd), "spec": str(spec.absolute()), "format": loaded.format,
+                         "overrides": overrides or [], "controller": owner(), "backend": backend})
+        (plan.exp_dir / CANCEL_MARK).unlink(missing_ok=True)
+        ledger.reconcile()
+        states = {row.run_id: row.state for row in ledger.rows()}
+    selection = select_runs(plan.exp_dir, states, records, settings)
+    skipped = ", ".join(f"{n} {why}" for why, n in selection.skipped.items())
+    out = sys.stdout
+    out.write(f"{plan.spec.name}: {len(selection.start)} of {len(records)} runs to start"
+              + (f" ({skipped})" if skipped else "") + f"  [{plan.exp_dir}]\n")
+    if dry_run:
+        for record in selection.start[:20]:
+            out.write(f"  {record['name']}\n")
+        return
+    options = BackendOptions(exp_dir=plan.exp_dir, jobs=1 if first else jobs, gpus=gpu_ids,
+                             runs_per_gpu=runs_per_gpu, gpu_free_memory_mib=gpu_free_memory,
+                             gpu_free_util_percent=gpu_free_util,
+                             workers=plan.spec.recipes[0].resources.workers if gpus is None else ())
+    placement = backends[backend](options)
+    out.write(placement.describe() + "\n")
+    for note in getattr(placement, "notes", []):
+        out.write(f"note: {note}\n")
+    if first and selection.start:
+        for step, text in selection.start[0]["steps"]:
+            out.write(f"[{step}] {text}\n")
+        out.flush()
+    progress = Progress(plan.exp_dir, len(selection.start), jobs or 1, stream=out,
+                        live=False if first else None)
+    writer = RunDirWriter(plan.exp_dir, list(selection.start))
+    controller = Controller(plan.exp_dir, ledger, placement, progress, settings,
+                            prepare=writer.wait_for)
+    code = controller.run(selection)
+    out.write(progress.summary() + "\n")
+    ledger.close()
+    raise typer.Exit(code)
+
+
+def _known_states(exp_dir: Path) -> dict[str, str]:
+    """Ledger states without writing anything (for --dry-run)."""
+    import sqlite3
+
+    from expdeploy.ledger import LEDGER
+
+    path = exp_dir / LEDGER
+    if not path.exists():
+        return {}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return dict(db.execute("SELECT run_id, state FROM runs"))
+    finally:
+        db.close()
+
+
+def _gpu_list(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise BadInput(f"{text!r} is not a list of GPU indices", key="--gpus",
+                       hint="e.g. --gpus 0,2,3") from None
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run", no_args_is_help=True)(run_command)

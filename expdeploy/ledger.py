@@ -1,0 +1,159 @@
+"""The experiment index on the controller side: a SQLite ledger of runs and attempts.
+
+Only controllers (and `status`) write it; they fold the compute side's files (manifest,
+claims, state.json) into it, so a controller that died can be restarted and reconcile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from expdeploy import worker
+
+LEDGER = "ledger.sqlite"
+STATES = ("pending", "running", "succeeded", "failed", "cancelled", "lost")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, seq INTEGER, name TEXT NOT NULL, tags TEXT, params TEXT,
+    state TEXT NOT NULL DEFAULT 'pending', attempt INTEGER NOT NULL DEFAULT 0,
+    exit_code INTEGER, step TEXT, started REAL, ended REAL, host TEXT, gpus TEXT, pid INTEGER
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id TEXT NOT NULL, attempt INTEGER NOT NULL, state TEXT NOT NULL, exit_code INTEGER,
+    started REAL, ended REAL, host TEXT, gpus TEXT, pid INTEGER,
+    PRIMARY KEY (run_id, attempt)
+);
+CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    run_id: str
+    name: str
+    tags: tuple[str, ...]
+    state: str
+    attempt: int
+    exit_code: int | None
+    step: str | None
+    started: float | None
+    ended: float | None
+    host: str | None
+    gpus: str | None
+    pid: int | None
+
+    @property
+    def duration(self) -> float | None:
+        return (self.ended or 0) - self.started if self.started and self.ended else None
+
+
+class Ledger:
+    """One experiment's SQLite ledger (WAL, so `status` reads while a controller writes)."""
+
+    def __init__(self, exp_dir: Path) -> None:
+        self.exp_dir = exp_dir
+        self.db = sqlite3.connect(exp_dir / LEDGER, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def set_meta(self, values: Mapping[str, Any]) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                            [(k, json.dumps(v)) for k, v in values.items()])
+
+    def meta(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+
+    def add_runs(self, plans: Iterable[Mapping[str, Any]]) -> None:
+        """Insert new runs as pending; refresh name, tags and params of known ones."""
+        base = self.db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM runs").fetchone()[0]
+        rows = [(p["run_id"], base + i, p["name"], ",".join(p.get("tags") or ()),
+                 json.dumps(p["params"])) for i, p in enumerate(plans)]
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO runs (run_id, seq, name, tags, params) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id) DO UPDATE SET name = excluded.name, tags = excluded.tags, "
+                "params = excluded.params", rows)
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    def record(self, states: Iterable[Mapping[str, Any]], lost: bool = False) -> None:
+        """Fold state.json records (as the worker writes them) into runs and attempts."""
+        rows = []
+        for s in states:
+            state = "lost" if lost else s["state"]
+            rows.append((state, s.get("attempt", 0), s.get("exit_code"), s.get("step"),
+                         s.get("started"), s.get("ended"), s.get("host"), s.get("gpus"),
+                         s.get("pid"), s["run_id"]))
+        with self.transaction():
+            self.db.executemany(
+                "UPDATE runs SET state=?, attempt=?, exit_code=?, step=?, started=?, ended=?, "
+                "host=?, gpus=?, pid=? WHERE run_id=?", rows)
+            self.db.executemany(
+                "INSERT OR REPLACE INTO attempts (state, attempt, exit_code, started, ended, host, "
+                "gpus, pid, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [r[:3] + r[4:] for r in rows])
+
+    def set_state(self, run_ids: Iterable[str], state: str) -> None:
+        with self.transaction():
+            self.db.executemany("UPDATE runs SET state=? WHERE run_id=?",
+                                [(state, r) for r in run_ids])
+
+    def rows(self, where: str = "", args: tuple[Any, ...] = ()) -> Iterator[RunRow]:
+        query = ("SELECT run_id, name, tags, state, attempt, exit_code, step, started, ended, "
+                 "host, gpus, pid FROM runs " + where + " ORDER BY seq")
+        for r in self.db.execute(query, args):
+            yield RunRow(r[0], r[1], tuple(t for t in (r[2] or "").split(",") if t), *r[3:])
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATES, 0)
+        counts.update(dict(self.db.execute("SELECT state, COUNT(*) FROM runs GROUP BY state")))
+        return counts
+
+    def reconcile(self, heartbeat_timeout: float = 120.0) -> dict[str, int]:
+        """Fold state files of runs the ledger does not know as final; mark vanished ones lost."""
+        open_runs = list(self.db.execute(
+            "SELECT run_id, name, attempt FROM runs WHERE state NOT IN ('succeeded', 'failed', "
+            "'cancelled', 'lost')"))
+        final, lost = [], []
+        for run_id, name, _attempt in open_runs:
+            run_dir = os.path.join(self.exp_dir, "runs", name)
+            state = worker.read_json(os.path.join(run_dir, "state.json"))
+            last = worker.latest_attempt(run_dir)
+            if state and state.get("run_id") == run_id and state.get("attempt") == last:
+                if state["state"] in worker.FINAL_STATES:
+                    final.append(state)
+                elif not worker.owner_alive(state, heartbeat_timeout):
+                    lost.append(state)
+                else:
+                    final.append(state)  # running, by a live owner
+            elif last:
+                claim = worker.read_json(worker.claim_path(run_dir, last)) or {}
+                if not worker.owner_alive(claim, heartbeat_timeout):
+                    lost.append({"run_id": run_id, "attempt": last, "state": "lost", **claim})
+        self.record(final)
+        self.record(lost, lost=True)
+        return {"folded": len(final), "lost": len(lost)}
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        self.db.execute("ROLLBACK" if kind else "COMMIT")

@@ -1,0 +1,392 @@
+"""Compute-side wrapper: runs one run's steps in order, one log per step, and records the run's
+state in `state.json` (temp + rename); claims runs with files created O_EXCL (safe on NFS).
+
+Standard library only and no expdeploy imports: this file is copied into `<exp_dir>/.expdeploy/`
+and run there as `python3 worker.py agent EXP_DIR` where nothing is installed. The local pool
+imports it and drives `Execution` in-process, so it pays no Python start per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+STATE_VERSION = 1
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+MANIFEST = "manifest.jsonl"
+CANCEL_MARK = "cancel"  # a file in a run dir (or the experiment dir) asking for cancellation
+HOST = socket.gethostname()
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    """Readers see the old or the new file, never a partial one."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    text = json.dumps(data)
+    with open(tmp, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def read_json(path: str) -> Any:
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def read_manifest(exp_dir: str) -> dict[str, dict[str, Any]]:
+    """Run plans by run id, in order of first appearance; a later line for the same run wins."""
+    plans: dict[str, dict[str, Any]] = {}
+    try:
+        with open(os.path.join(exp_dir, MANIFEST)) as handle:
+            for line in handle:
+                if line.strip():
+                    plan = json.loads(line)
+                    plans[plan["run_id"]] = plan
+    except FileNotFoundError:
+        pass
+    return plans
+
+
+def run_dir_of(exp_dir: str, plan: dict[str, Any]) -> str:
+    return os.path.join(exp_dir, "runs", plan["name"])
+
+
+def process_start_time(pid: int) -> str | None:
+    """Kernel start time of a process (guards against pid reuse), None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def owner() -> dict[str, Any]:
+    pid = os.getpid()
+    return {"host": HOST, "pid": pid, "pid_start": process_start_time(pid)}
+
+
+def owner_alive(record: dict[str, Any], heartbeat_timeout: float) -> bool:
+    """Is the process that claimed or runs something still there? Same host: check the pid;
+    another host: trust a heartbeat younger than the timeout."""
+    if record.get("host") == HOST:
+        pid = record.get("pid")
+        return pid is not None and process_start_time(int(pid)) == record.get("pid_start")
+    return time.time() - float(record.get("heartbeat") or 0) < heartbeat_timeout
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def kill_leftovers(state: dict[str, Any]) -> bool:
+    """Kill the step process group of a lost attempt on this host, if it is still there."""
+    pgid = state.get("pgid")
+    if not pgid or state.get("host") != HOST or process_start_time(int(pgid)) != state.get("pgid_start"):
+        return False
+    try:
+        os.killpg(int(pgid), signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+# --- claims -----------------------------------------------------------------------------------
+
+
+def claim_path(run_dir: str, attempt: int) -> str:
+    return os.path.join(run_dir, f"claim.{attempt}")
+
+
+def latest_attempt(run_dir: str) -> int:
+    try:
+        names = os.listdir(run_dir)
+    except FileNotFoundError:
+        return 0
+    return max((int(n[6:]) for n in names if n.startswith("claim.") and n[6:].isdigit()), default=0)
+
+
+def claim(run_dir: str, attempt: int) -> bool:
+    """Take attempt number `attempt` of a run; exactly one process anywhere succeeds."""
+    os.makedirs(run_dir, exist_ok=True)
+    path = claim_path(run_dir, attempt)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        json.dump({**owner(), "time": time.time()}, handle)
+    return True
+
+
+_BASE_ENV: dict[str, str] = {}
+
+
+def _base_environment() -> dict[str, str]:
+    """This process's environment, copied once (os.environ is slow to copy once per run)."""
+    if not _BASE_ENV:
+        _BASE_ENV.update(os.environ)
+    return _BASE_ENV
+
+
+# --- execution --------------------------------------------------------------------------------
+
+
+class Execution:
+    """One attempt of one run: its steps in order (a later step only after the earlier
+    succeeded), each in its own process group with its own log, state.json kept current."""
+
+    def __init__(
+        self,
+        exp_dir: str,
+        plan: dict[str, Any],
+        attempt: int,
+        gpus: str | None = None,
+        steps: list[str] | None = None,
+        terminal: bool = False,
+        announce: bool = True,
+    ) -> None:
+        self.exp_dir = exp_dir
+        self.plan = plan
+        self.attempt = attempt
+        self.gpus = gpus
+        self.terminal = terminal  # --first: step output goes to the terminal, not a log
+        # announce=False: the first "running" state.json is written by announce_running(),
+        # so runs that end at once cost one state write, not two (the claim says who runs it)
+        self.announced = announce
+        self.lingering = False
+        self.run_dir = run_dir_of(exp_dir, plan)
+        chosen = [s for s in plan["steps"] if steps is None or s[0] in steps]
+        self.steps: list[tuple[str, str]] = [(str(n), str(c)) for n, c in chosen]
+        self.index = -1
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.cancelled = False
+        self.state: dict[str, Any] = {}
+
+    # state.json --------------------------------------------------------------------------
+    def _save(self, **changes: Any) -> None:
+        self.state.update(changes, heartbeat=time.time())
+        write_json_atomic(os.path.join(self.run_dir, "state.json"), self.state)
+
+    def heartbeat(self) -> None:
+        if self.state.get("state") == "running":
+            self.announce_running()
+
+    @property
+    def done(self) -> bool:
+        return self.state.get("state") in FINAL_STATES
+
+    def env(self) -> dict[str, str]:
+        env = _base_environment().copy()
+        env.update(self.plan.get("env") or {})
+        env["EXPDEPLOY_RUN_ID"] = self.plan["run_id"]
+        env["EXPDEPLOY_RUN_NAME"] = self.plan["name"]
+        env["EXPDEPLOY_RUN_DIR"] = self.run_dir
+        env["EXPDEPLOY_EXP_DIR"] = self.exp_dir
+        env["EXPDEPLOY_ATTEMPT"] = str(self.attempt)
+        if self.gpus is not None:
+            env["CUDA_VISIBLE_DEVICES"] = self.gpus
+        return env
+
+    def start(self) -> None:
+        os.makedirs(self.run_dir, exist_ok=True)
+        # a cancel request for an earlier attempt does not apply to this one
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.run_dir, CANCEL_MARK))
+        now = time.time()
+        self.state = {
+            "version": STATE_VERSION, "run_id": self.plan["run_id"], "name": self.plan["name"],
+            "attempt": self.attempt, "state": "running", "step": None, "exit_code": None,
+            "started": now, "ended": None, "gpus": self.gpus, "steps": {}, **owner(),
+        }
+        self._next_step()
+
+    def _next_step(self) -> None:
+        self.index += 1
+        if self.index >= len(self.steps):
+            self._finish("succeeded", 0)
+            return
+        name, command = self.steps[self.index]
+        if self.terminal:
+            out: Any = None
+        else:
+            out = open(os.path.join(self.run_dir, f"{name}.log"), "ab")  # noqa: SIM115 - closed below
+        try:
+            self.proc = subprocess.Popen(
+                ["/bin/sh", "-c", command], cwd=self.plan.get("cwd") or None, env=self.env(),
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: cancel reaches every child
+            )
+        except OSError as exc:  # e.g. the working directory is gone
+            if out is not None:
+                out.write(f"expdeploy: cannot start step {name}: {exc}\n".encode())
+            self.state["steps"][name] = {"start": time.time(), "end": time.time(), "exit_code": 127}
+            self._finish("failed", 127)
+            return
+        finally:
+            if out is not None:
+                out.close()
+        self.state["steps"][name] = {"start": time.time(), "end": None, "exit_code": None}
+        self.state.update(step=name, pgid=self.proc.pid, pgid_start=None)
+        if self.announced:
+            self.announce_running()
+
+    def announce_running(self) -> None:
+        """Write the running state (with the step's process group) to state.json."""
+        self.announced = True
+        if self.proc is not None:
+            self._save(pgid_start=process_start_time(self.proc.pid))
+
+    def on_exit(self) -> bool:
+        """Call when the current step's process ended; returns True once the run is final.
+
+        A cancelled step whose process group outlives its leader (a child ignoring SIGTERM)
+        stays `lingering` until the group is empty: `signal` still reaches it."""
+        assert self.proc is not None
+        code = self.proc.wait()
+        name = self.steps[self.index][0]
+        self.state["steps"][name].update(end=time.time(), exit_code=code)
+        cancelled = self.cancelled or self._cancel_requested()
+        if cancelled and group_alive(self.proc.pid):
+            self.lingering = True
+            return False
+        self.proc = None
+        if cancelled:
+            self._finish("cancelled", code)
+        elif code != 0:
+            self._finish("failed", code)
+        else:
+            self._next_step()
+        return self.done
+
+    def lingering_over(self) -> bool:
+        """For a lingering run: True (and the run final) once its process group is gone."""
+        assert self.proc is not None
+        if group_alive(self.proc.pid):
+            return False
+        code = self.proc.returncode
+        self.proc, self.lingering = None, False
+        self._finish("cancelled", code if code is not None else -signal.SIGKILL)
+        return True
+
+    def _cancel_requested(self) -> bool:
+        return os.path.exists(os.path.join(self.run_dir, CANCEL_MARK))
+
+    def _finish(self, state: str, code: int) -> None:
+        self._save(state=state, exit_code=code, ended=time.time(), pgid=None, pgid_start=None)
+
+    def signal(self, sig: int) -> None:
+        """Send `sig` to the current step's whole process group."""
+        if self.proc is not None:
+            self.cancelled = self.cancelled or sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+
+    def wait(self, heartbeat: float = 30.0) -> None:
+        """Run to the end in this process (agents, Slurm tasks); heartbeats while waiting."""
+        self.start()
+        while not self.done:
+            assert self.proc is not None
+            if self.lingering:
+                if not self.lingering_over():
+                    time.sleep(0.1)  # orphaned group members send no SIGCHLD to wait for
+                continue
+            try:
+                self.proc.wait(timeout=heartbeat)
+            except subprocess.TimeoutExpired:
+                self.heartbeat()
+                continue
+            self.on_exit()
+
+
+# --- agent ------------------------------------------------------------------------------------
+
+
+def attempt_status(run_dir: str, heartbeat_timeout: float) -> tuple[str, int, dict[str, Any]]:
+    """Where a run stands, from its files: (status, latest attempt, state record).
+
+    status is "new" (never claimed), "live" (its latest claimant is alive), "lost" (the
+    claimant is gone and left no final state), or the final state of the latest attempt.
+    """
+    last = latest_attempt(run_dir)
+    if not last:
+        return "new", 0, {}
+    state = read_json(os.path.join(run_dir, "state.json")) or {}
+    if state.get("attempt") == last and state.get("state") in FINAL_STATES:
+        return state["state"], last, state
+    record = state if state.get("attempt") == last else read_json(claim_path(run_dir, last)) or {}
+    return ("live" if owner_alive(record, heartbeat_timeout) else "lost"), last, state
+
+
+def claimable(exp_dir: str, plans: dict[str, dict[str, Any]], heartbeat_timeout: float,
+              ) -> Iterator[tuple[dict[str, Any], int]]:
+    """Runs never claimed, or lost by a claimant that is gone, with the attempt to claim next."""
+    for plan in plans.values():
+        status, last, state = attempt_status(run_dir_of(exp_dir, plan), heartbeat_timeout)
+        if status == "lost":
+            kill_leftovers(state)
+        if status in ("new", "lost"):
+            yield plan, last + 1
+
+
+def agent(exp_dir: str, heartbeat_timeout: float = 120.0, stop: list[bool] | None = None) -> int:
+    """Claim and run runs one at a time until none remain; returns how many this agent ran."""
+    exp_dir = os.path.abspath(exp_dir)
+    ran = 0
+    current: list[Execution] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        for execution in current:
+            execution.signal(signal.SIGTERM)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not (stop and stop[0]) and not os.path.exists(os.path.join(exp_dir, CANCEL_MARK)):
+        plans = read_manifest(exp_dir)
+        for plan, attempt in claimable(exp_dir, plans, heartbeat_timeout):
+            if claim(run_dir_of(exp_dir, plan), attempt):
+                execution = Execution(exp_dir, plan, attempt, gpus=os.environ.get("CUDA_VISIBLE_DEVICES"))
+                current[:] = [execution]
+                execution.wait()
+                current.clear()
+                ran += 1
+                break
+        else:
+            return ran
+    return ran
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="worker.py", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    agent_cmd = sub.add_parser("agent", help="claim and run runs until none remain")
+    agent_cmd.add_argument("exp_dir")
+    agent_cmd.add_argument("--heartbeat-timeout", type=float, default=120.0)
+    args = parser.parse_args(argv)
+    ran = agent(args.exp_dir, args.heartbeat_timeout)
+    print(f"expdeploy agent: ran {ran} run(s) on {HOST}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
