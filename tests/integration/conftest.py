@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ class Project:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.started: list[subprocess.Popen[str]] = []
         self.env = {**os.environ, "EXPDEPLOY_LOCK_DIR": str(root / ".locks"), "PYTHONUNBUFFERED": "1"}
 
     def write(self, name: str, text: str) -> Path:
@@ -36,8 +37,21 @@ class Project:
                               text=True, timeout=timeout)
 
     def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.cmd(*args), cwd=self.root, env=self.env, text=True,
+        proc = subprocess.Popen(self.cmd(*args), cwd=self.root, env=self.env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.started.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        """After a failed test: stop controllers gracefully (they cancel their runs), then kill."""
+        for proc in self.started:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.communicate(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
 
     def exp(self, name: str) -> Path:
         return self.root / "experiments" / name
@@ -61,8 +75,10 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Project:
-    return Project(tmp_path)
+def project(tmp_path: Path) -> Iterator[Project]:
+    proj = Project(tmp_path)
+    yield proj
+    proj.stop_all()
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
