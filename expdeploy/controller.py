@@ -96,18 +96,19 @@ class _Queued:
 class Controller:
     def __init__(self, exp_dir: Path, ledger: Ledger, backend: Backend, progress: Progress,
                  settings: RunSettings, steps: tuple[str, ...] | None = None,
-                 prepare: Callable[[Mapping[str, Any]], None] | None = None) -> None:
+                 claim: Callable[[Mapping[str, Any], int], bool] | None = None) -> None:
         self.exp_dir = exp_dir
         self.ledger = ledger
         self.backend = backend
         self.progress = progress
         self.settings = settings
         self.steps = steps
-        self.prepare = prepare  # makes a run's directory before it is claimed
+        self.claim = claim or self._claim  # prepares and claims one attempt of a run
         self.interrupts = 0
         self.failed = 0
         self.buffer: dict[str, dict[str, Any]] = {}
         self.submitted: dict[str, _Queued] = {}
+        self.started: set[str] = set()
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self.interrupts += 1
@@ -168,10 +169,7 @@ class Controller:
         while queue:
             item = queue[0]
             if item.task is None:
-                if self.prepare is not None:
-                    self.prepare(item.plan)
-                run_dir = worker.run_dir_of(str(self.exp_dir), dict(item.plan))
-                if not worker.claim(run_dir, item.attempt):
+                if not self.claim(item.plan, item.attempt):
                     queue.popleft()  # another controller or agent took it
                     continue
                 item.task = Task(item.plan["run_id"], item.attempt, item.plan,
@@ -181,7 +179,11 @@ class Controller:
                 return True
             queue.popleft()
             self.submitted[item.plan["run_id"]] = item
+            self.started.add(item.plan["run_id"])
         return False
+
+    def _claim(self, plan: Mapping[str, Any], attempt: int) -> bool:
+        return worker.claim(worker.run_dir_of(str(self.exp_dir), dict(plan)), attempt)
 
     def _handle(self, record: dict[str, Any], queue: deque[_Queued]) -> None:
         self.buffer[record["run_id"]] = record

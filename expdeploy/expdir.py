@@ -4,12 +4,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import shutil
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,41 +60,66 @@ def write_run_dir(exp_dir: Path, record: Mapping[str, Any]) -> None:
     (run_dir / "commands.sh").write_text(_commands_script(record, exp_dir))
 
 
-class RunDirWriter:
-    """Writes run directories on a thread, in queue order, ahead of the runs that need them:
-    file creation is slow on some disks and need not delay the first run."""
+class RunPreparer:
+    """Prepares selected runs on a thread, in queue order, ahead of their start: the run
+    directory, the first step's log file, and the claim of the attempt to run. Creating files
+    is slow on some disks; done here, it overlaps with the runs already going."""
 
-    def __init__(self, exp_dir: Path, records: list[Mapping[str, Any]]) -> None:
+    def __init__(self, exp_dir: Path, records: Sequence[Mapping[str, Any]],
+                 attempts: Mapping[str, int]) -> None:
         self.exp_dir = exp_dir
-        self.records = records
-        self.ids = {r["run_id"] for r in records}
-        self.done: set[str] = set()
+        self.records = list(records)
+        self.attempts = dict(attempts)
+        self.claimed: dict[str, bool] = {}
         self.error: BaseException | None = None
+        self._stop = False
         self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._work, name="run-dirs", daemon=True)
+        self._thread = threading.Thread(target=self._work, name="prepare-runs", daemon=True)
         self._thread.start()
+
+    def _prepare(self, record: Mapping[str, Any], attempt: int) -> bool:
+        write_run_dir(self.exp_dir, record)
+        run_dir = worker.run_dir_of(str(self.exp_dir), dict(record))
+        if record["steps"]:
+            open(os.path.join(run_dir, f"{record['steps'][0][0]}.log"), "ab").close()
+        return worker.claim(run_dir, attempt)
 
     def _work(self) -> None:
         try:
             for record in self.records:
-                write_run_dir(self.exp_dir, record)
+                if self._stop:
+                    return
+                claimed = self._prepare(record, self.attempts[record["run_id"]])
                 with self._cond:
-                    self.done.add(record["run_id"])
+                    self.claimed[record["run_id"]] = claimed
                     self._cond.notify_all()
         except BaseException as exc:  # surfaced to the waiting controller
             with self._cond:
                 self.error = exc
                 self._cond.notify_all()
 
-    def wait_for(self, record: Mapping[str, Any]) -> None:
-        if record["run_id"] not in self.ids:
-            write_run_dir(self.exp_dir, dict(record))
-            return
+    def release_unstarted(self, started: set[str]) -> None:
+        """Stop preparing and give back the claims of runs that never started (after Ctrl-C),
+        so they read as pending, not as lost."""
+        self._stop = True
+        self._thread.join()
+        for record in self.records:
+            run_id = record["run_id"]
+            if self.claimed.get(run_id) and run_id not in started:
+                run_dir = worker.run_dir_of(str(self.exp_dir), dict(record))
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(worker.claim_path(run_dir, self.attempts[run_id]))
+
+    def claim(self, record: Mapping[str, Any], attempt: int) -> bool:
+        """True when this process now holds `attempt` of the run (its directory ready)."""
+        if self.attempts.get(record["run_id"]) != attempt:  # a retry: prepare it here
+            return self._prepare(record, attempt)
         with self._cond:
-            while record["run_id"] not in self.done:
+            while record["run_id"] not in self.claimed:
                 if self.error is not None:
                     raise self.error
                 self._cond.wait()
+            return self.claimed[record["run_id"]]
 
 
 def _commands_script(record: Mapping[str, Any], exp_dir: Path) -> str:

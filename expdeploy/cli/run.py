@@ -79,7 +79,7 @@ def run_command(
     """
     from expdeploy.backend import BackendOptions, available_backends
     from expdeploy.controller import Controller, RunSettings, select_runs
-    from expdeploy.expdir import RunDirWriter, plan_record, write_manifest
+    from expdeploy.expdir import RunPreparer, plan_record, write_manifest
     from expdeploy.ledger import Ledger
     from expdeploy.plan import make_plan
     from expdeploy.progress import Progress
@@ -136,10 +136,11 @@ def run_command(
         out.flush()
     progress = Progress(plan.exp_dir, len(selection.start), jobs or 1, stream=out,
                         live=False if first else None)
-    writer = RunDirWriter(plan.exp_dir, list(selection.start))
+    preparer = RunPreparer(plan.exp_dir, selection.start, selection.attempts)
     controller = Controller(plan.exp_dir, ledger, placement, progress, settings,
-                            prepare=writer.wait_for)
+                            claim=preparer.claim)
     code = controller.run(selection)
+    preparer.release_unstarted(controller.started)
     out.write(progress.summary() + "\n")
     ledger.close()
     raise typer.Exit(code)

@@ -169,6 +169,8 @@ def test_ctrl_c_cancels_and_leaves_no_process(project: Project) -> None:
     assert processes_with("sleep 30") == []  # the TERM-ignoring child got SIGKILL
     states = project.states("cancel")
     assert sorted(states.values()) == ["cancelled", "cancelled", "pending"]
+    status = json.loads(project.run("status", "--format", "json").stdout)  # after reconciling
+    assert status["counts"]["cancelled"] == 2 and status["counts"]["pending"] == 1
 
 
 def test_second_ctrl_c_kills_at_once(project: Project) -> None:
