@@ -74,6 +74,14 @@ class Backend(ABC):
         """Block until something may have changed; polling backends just sleep (with backoff)."""
         waker.wait(timeout)
 
+    def capacity(self) -> int | None:
+        """How many tasks can run at once (None: the backend queues them, e.g. Slurm)."""
+        return None
+
+    def notes_for(self, plans: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Things worth telling the user about placing these runs (printed before they start)."""
+        return []
+
     def heartbeat(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Refresh liveness records of running tasks (called every few seconds)."""
 

@@ -66,8 +66,9 @@ class RunPreparer:
     is slow on some disks; done here, it overlaps with the runs already going."""
 
     def __init__(self, exp_dir: Path, records: Sequence[Mapping[str, Any]],
-                 attempts: Mapping[str, int]) -> None:
+                 attempts: Mapping[str, int], steps: Sequence[str] | None = None) -> None:
         self.exp_dir = exp_dir
+        self.steps = steps
         self.records = list(records)
         self.attempts = dict(attempts)
         self.claimed: dict[str, bool] = {}
@@ -80,8 +81,10 @@ class RunPreparer:
     def _prepare(self, record: Mapping[str, Any], attempt: int) -> bool:
         write_run_dir(self.exp_dir, record)
         run_dir = worker.run_dir_of(str(self.exp_dir), dict(record))
-        if record["steps"]:
-            open(os.path.join(run_dir, f"{record['steps'][0][0]}.log"), "ab").close()
+        first = next((name for name, _ in record["steps"] if not self.steps or name in self.steps),
+                     None)
+        if first is not None:
+            open(os.path.join(run_dir, f"{first}.log"), "ab").close()
         return worker.claim(run_dir, attempt)
 
     def _work(self) -> None:

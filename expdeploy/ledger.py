@@ -106,10 +106,12 @@ class Ledger:
                 "gpus, pid, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [r[:3] + r[4:] for r in rows])
 
-    def set_state(self, run_ids: Iterable[str], state: str) -> None:
+    def remove(self, run_ids: Iterable[str]) -> None:
+        """Forget runs (`clean`): they count as new when the experiment runs again."""
+        ids = [(r,) for r in run_ids]
         with self.transaction():
-            self.db.executemany("UPDATE runs SET state=? WHERE run_id=?",
-                                [(state, r) for r in run_ids])
+            self.db.executemany("DELETE FROM attempts WHERE run_id=?", ids)
+            self.db.executemany("DELETE FROM runs WHERE run_id=?", ids)
 
     def rows(self, where: str = "", args: tuple[Any, ...] = ()) -> Iterator[RunRow]:
         query = ("SELECT run_id, name, tags, state, attempt, exit_code, step, started, ended, "

@@ -37,6 +37,10 @@ SampleOpt = Annotated[int | None, typer.Option("--sample", help="A random subset
 FirstOpt = Annotated[bool, typer.Option("--first",
                                        help="One run, output to the terminal: debug the command.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would start; start nothing.")]
+StepsOpt = Annotated[str | None, typer.Option("--steps", help="Only these steps, e.g. train,test "
+                                                             "(with --force to redo succeeded runs).")]
+DetachOpt = Annotated[bool, typer.Option("--detach", help="Keep running after you log out; output "
+                                                          "goes to <exp>/controller.log.")]
 
 
 def run_command(
@@ -57,6 +61,8 @@ def run_command(
     sample: SampleOpt = None,
     first: FirstOpt = False,
     dry_run: DryRunOpt = False,
+    steps: StepsOpt = None,
+    detach: DetachOpt = False,
     spec_format: SpecFormatOpt = None,
     command: CommandOpt = None,
     title: TitleOpt = None,
@@ -99,6 +105,7 @@ def run_command(
     settings = RunSettings(force=force or first, retry_failed=retry_failed, max_retries=max_retries,
                            grace_seconds=grace, tags=tuple(tag or ()), sample=sample, seed=seed,
                            first=first)
+    chosen_steps = _steps(steps, plan.step_names)
     if tag and not any(set(tag) & set(r["tags"]) for r in records):
         raise BadInput(f"no run has tag {', '.join(tag)}", key="--tag",
                        hint=f"tags: {', '.join(sorted(plan.tag_counts)) or 'none'}")
@@ -128,17 +135,28 @@ def run_command(
                              workers=plan.spec.recipes[0].resources.workers if gpus is None else ())
     placement = backends[backend](options)
     out.write(placement.describe() + "\n")
-    for note in getattr(placement, "notes", []):
+    for note in placement.notes_for(selection.start):
         out.write(f"note: {note}\n")
+    if detach:
+        ledger.close()
+        log = plan.exp_dir / "controller.log"
+        out.write(f"detaching: progress goes to {log}; `expdeploy status` follows the runs\n")
+        daemon = _daemonize(log)
+        if daemon is not None:
+            out.write(f"controller pid {daemon}\n")
+            raise typer.Exit(0)
+        ledger = Ledger(plan.exp_dir)
+        ledger.set_meta({"controller": owner()})
+        out = sys.stdout
     if first and selection.start:
         for step, text in selection.start[0]["steps"]:
             out.write(f"[{step}] {text}\n")
         out.flush()
-    progress = Progress(plan.exp_dir, len(selection.start), jobs or 1, stream=out,
-                        live=False if first else None)
-    preparer = RunPreparer(plan.exp_dir, selection.start, selection.attempts)
+    progress = Progress(plan.exp_dir, len(selection.start), placement.capacity() or 1, stream=out,
+                        live=False if first or detach else None)
+    preparer = RunPreparer(plan.exp_dir, selection.start, selection.attempts, chosen_steps)
     controller = Controller(plan.exp_dir, ledger, placement, progress, settings,
-                            claim=preparer.claim)
+                            steps=chosen_steps, claim=preparer.claim)
     code = controller.run(selection)
     preparer.release_unstarted(controller.started)
     out.write(progress.summary() + "\n")
@@ -160,6 +178,45 @@ def _known_states(exp_dir: Path) -> dict[str, str]:
         return dict(db.execute("SELECT run_id, state FROM runs"))
     finally:
         db.close()
+
+
+def _steps(text: str | None, known: tuple[str, ...]) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    wanted = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [s for s in wanted if s not in known]
+    if unknown or not wanted:
+        raise BadInput(f"no step named {', '.join(unknown) or repr(text)}", key="--steps",
+                       hint=f"steps: {', '.join(known)}")
+    return wanted
+
+
+def _daemonize(log: Path) -> int | None:
+    """Detach from the terminal (double fork, new session). Returns the daemon's pid in the
+    original process and None in the daemon, whose output then goes to `log`."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    first = os.fork()
+    if first:
+        os.close(write_end)
+        os.waitpid(first, 0)
+        with os.fdopen(read_end) as pipe:
+            return int(pipe.read())
+    os.close(read_end)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    os.write(write_end, str(os.getpid()).encode())
+    os.close(write_end)
+    null = os.open(os.devnull, os.O_RDONLY)
+    output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(null, 0)
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    return None
 
 
 def _gpu_list(text: str | None) -> tuple[int, ...] | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +80,17 @@ class LocalBackend(Backend):
                     f", {len(self.cpu_slots)} CPU slots")
         reason = getattr(self.probe, "error", None)
         return f"local: {len(self.cpu_slots)} CPU slots (no GPU found{': ' + reason if reason else ''})"
+
+    def capacity(self) -> int:
+        return len(self.worker_slots) or len(self.gpu_slots) + len(self.cpu_slots)
+
+    def notes_for(self, plans: Sequence[Mapping[str, Any]]) -> list[str]:
+        notes = list(self.notes)
+        wanting = sum(1 for p in plans if int(p.get("resources", {}).get("gpus", 0)))
+        if wanting and not self.gpu_slots and not self.worker_slots:
+            notes.append(f"{wanting} run(s) ask for GPUs but none were found: "
+                         "they run on CPU slots")
+        return notes
 
     # placement -----------------------------------------------------------------------------
     def _pick(self, task: Task) -> list[Slot] | None:

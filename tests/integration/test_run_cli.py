@@ -111,3 +111,54 @@ def test_sigterm_to_the_controller_is_like_ctrl_c(project: Project) -> None:
     controller.send_signal(signal.SIGTERM)
     controller.communicate(timeout=20)
     assert controller.returncode == 130 and processes_with("sleep 305") == []
+
+
+def test_steps_runs_only_the_chosen_steps(project: Project) -> None:
+    project.write("exp.yml", """
+        name: steps
+        steps:
+          train: echo train {x}
+          test: echo test {x}
+        grid: {x: [1]}
+    """)
+    assert project.run("run", "exp.yml", "--steps", "test").returncode == 0
+    (run_dir,) = (project.exp("steps") / "runs").iterdir()
+    assert sorted(p.name for p in run_dir.glob("*.log")) == ["test.log"]
+    bad = project.run("run", "exp.yml", "--steps", "tset")
+    assert bad.returncode == 2 and "no step named tset" in bad.stderr
+
+
+def test_detach_keeps_running_without_the_terminal(project: Project) -> None:
+    project.write("exp.yml", "name: bg\ncommand: sleep 0.2; echo {x}\ngrid: {x: [1, 2, 3]}\n")
+    result = project.run("run", "exp.yml", "--detach")
+    assert result.returncode == 0, result.stderr
+    assert "controller pid" in result.stdout
+    daemon = int(result.stdout.rsplit("controller pid", 1)[1].split()[0])
+    wait_until(lambda: json.loads(project.run("status", "--format", "json").stdout)["counts"]
+               ["succeeded"] == 3, what="the detached runs")
+    wait_until(lambda: not _alive(daemon), what="the daemon to exit")
+    log = (project.exp("bg") / "controller.log").read_text()
+    assert "3 succeeded" in log
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_clean_removes_failed_runs_so_they_start_anew(project: Project) -> None:
+    project.write("exp.yml", "name: cl\ncommand: exit {x}\ngrid: {x: [0, 1]}\n")
+    assert project.run("run", "exp.yml").returncode == 1
+    refused = project.run("clean", "--state", "failed")  # no terminal to ask on
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    cleaned = project.run("clean", "--state", "failed", "--yes")
+    assert cleaned.returncode == 0 and "removed 1 run(s)" in cleaned.stdout
+    assert not (project.exp("cl") / "runs" / "x=1").exists()
+    assert (project.exp("cl") / "runs" / "x=0").exists()
+    again = project.run("run", "exp.yml")
+    assert "1 of 2 runs to start (1 already succeeded)" in again.stdout
