@@ -164,6 +164,7 @@ class Execution:
         steps: list[str] | None = None,
         terminal: bool = False,
         announce: bool = True,
+        run_dir: str | None = None,
     ) -> None:
         self.exp_dir = exp_dir
         self.plan = plan
@@ -174,7 +175,7 @@ class Execution:
         # so runs that end at once cost one state write, not two (the claim says who runs it)
         self.announced = announce
         self.lingering = False
-        self.run_dir = run_dir_of(exp_dir, plan)
+        self.run_dir = run_dir or run_dir_of(exp_dir, plan)
         chosen = [s for s in plan["steps"] if steps is None or s[0] in steps]
         self.steps: list[tuple[str, str]] = [(str(n), str(c)) for n, c in chosen]
         self.index = -1

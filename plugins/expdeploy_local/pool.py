@@ -138,10 +138,7 @@ class LocalBackend(Backend):
                 gpus = ",".join(str(s.gpu) for s in slots if s.gpu is not None)
             else:
                 gpus = None  # CPU mode: leave CUDA_VISIBLE_DEVICES alone
-            assert task.plan is not None, "the local pool runs run tasks"
-            execution = worker.Execution(str(self.options.exp_dir), dict(task.plan), task.attempt,
-                                         gpus=gpus, steps=list(task.steps) if task.steps else None,
-                                         terminal=task.terminal, announce=False)
+            execution = self._execution(task, gpus)
             execution.start()
             self.changed.append(dict(execution.state, slot=",".join(s.label for s in slots)))
             if execution.done:
@@ -149,6 +146,19 @@ class LocalBackend(Backend):
             else:
                 self.running[task.key] = (execution, slots)
         return taken
+
+    def _execution(self, task: Task, gpus: str | None) -> worker.Execution:
+        exp_dir = str(self.options.exp_dir)
+        if task.plan is not None:
+            return worker.Execution(exp_dir, dict(task.plan), task.attempt, gpus=gpus,
+                                    steps=list(task.steps) if task.steps else None,
+                                    terminal=task.terminal, announce=False)
+        # an agent process (e.g. `wandb agent`): one step, its files under <exp>/agents/<key>/
+        assert task.command is not None, "a task is a run plan or an agent command"
+        plan = {"run_id": task.key, "name": task.key, "steps": [["agent", task.command]],
+                "cwd": os.getcwd()}
+        return worker.Execution(exp_dir, plan, task.attempt, gpus=gpus,
+                                run_dir=os.path.join(exp_dir, "agents", task.key))
 
     def poll(self) -> list[dict[str, Any]]:
         changed, self.changed = self.changed, []

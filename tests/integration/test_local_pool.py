@@ -226,3 +226,15 @@ def test_a_plugin_backend_runs_an_experiment(tmp_path: Path, monkeypatch: pytest
     assert (tmp_path / "experiments/inl/runs/x=2/out").read_text() == "2\n"
     unknown = CliRunner().invoke(app, ["run", "exp.yml", "--backend", "inline"])
     assert unknown.exit_code == 2 and "unknown backend 'inline'" in unknown.output
+
+
+def test_agent_tasks_get_one_gpu_slot_each(tmp_path: Path, locks: Path) -> None:
+    """Agent processes (a command with resources, as W&B agents will be) ride on the pool."""
+    backend = LocalBackend(BackendOptions(tmp_path), probe=RecordedProbe(RECORDED))
+    agents = [Task(f"agent-{i}", command=f"echo $CUDA_VISIBLE_DEVICES > {tmp_path}/agent{i}", gpus=1)
+              for i in range(3)]
+    assert backend.submit(agents) == 2  # one per free GPU
+    records = drain(backend)
+    assert {(tmp_path / f"agent{i}").read_text().strip() for i in range(2)} == {"0", "3"}
+    assert {r["state"] for r in records} >= {"succeeded"}
+    assert (tmp_path / "agents" / "agent-0" / "agent.log").exists()
