@@ -34,10 +34,6 @@ class MlrunnerFormat:
 
 
 class _MlrunnerLoader(Walker):
-    def __init__(self, source: SpecSource, options: LoadOptions) -> None:
-        super().__init__(source)
-        self.options = options
-
     def load(self) -> ExperimentSpec:
         docs = [d for d in self.source.documents if d is not None]
         if not docs or not isinstance(docs[0], LocatedDict):

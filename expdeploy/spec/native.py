@@ -47,8 +47,7 @@ class NativeFormat:
 
 class _NativeLoader(Walker):
     def __init__(self, source: SpecSource, options: LoadOptions) -> None:
-        super().__init__(source)
-        self.options = options
+        super().__init__(source, options)
         self.locations: dict[str, Location] = {}
 
     def load(self) -> ExperimentSpec:

@@ -10,6 +10,7 @@ from typing import Any
 from expdeploy.errors import Location, SpecError
 from expdeploy.launch import RESERVED
 from expdeploy.names import dir_name_problem
+from expdeploy.spec.formats import LoadOptions
 from expdeploy.spec.model import Factor, Resources
 from expdeploy.spec.source import LocatedDict, SpecSource, line_of
 from expdeploy.units import parse_duration
@@ -33,10 +34,11 @@ def type_name(value: Any) -> str:
 
 
 class Walker:
-    """Raises SpecErrors located in one source file."""
+    """Raises SpecErrors located in one source file; dialect loaders extend it."""
 
-    def __init__(self, source: SpecSource) -> None:
+    def __init__(self, source: SpecSource, options: LoadOptions | None = None) -> None:
         self.source = source
+        self.options = options or LoadOptions()
 
     def at(self, container: Any, key: Any = None) -> Location:
         return self.source.where(line_of(container, key))

@@ -103,10 +103,6 @@ class WandbSweepFormat:
 
 
 class _SweepLoader(Walker):
-    def __init__(self, source: SpecSource, options: LoadOptions) -> None:
-        super().__init__(source)
-        self.options = options
-
     def load(self) -> ExperimentSpec:
         docs = [d for d in self.source.documents if d is not None]
         if len(docs) != 1 or not isinstance(docs[0], LocatedDict):
