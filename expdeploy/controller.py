@@ -187,16 +187,15 @@ class Controller:
 
     def _handle(self, record: dict[str, Any], queue: deque[_Queued]) -> None:
         self.buffer[record["run_id"]] = record
-        self.progress.update(record)
-        if record["state"] not in worker.FINAL_STATES:
+        final = record["state"] in worker.FINAL_STATES
+        item = self.submitted.pop(record["run_id"], None) if final else None
+        if record["state"] == "failed" and item and item.retries_left > 0 and not self.interrupts:
+            self.progress.retry(record, item.retries_left)
+            queue.append(_Queued(item.plan, item.attempt + 1, item.retries_left - 1))
             return
-        item = self.submitted.pop(record["run_id"], None)
+        self.progress.update(record)
         if record["state"] == "failed":
-            if item is not None and item.retries_left > 0 and not self.interrupts:
-                self.progress.note(f"RETRY {record['name']} ({item.retries_left} left)")
-                queue.append(_Queued(item.plan, item.attempt + 1, item.retries_left - 1))
-            else:
-                self.failed += 1
+            self.failed += 1
 
     def _flush(self) -> None:
         if self.buffer:

@@ -56,6 +56,12 @@ class Progress:
         else:
             self._line(f"{state.upper():5} {name}")
 
+    def retry(self, record: dict[str, Any], retries_left: int) -> None:
+        """A failed attempt that is retried now: not counted as a failed run."""
+        self.running.pop(record["name"], None)
+        self._line(f"RETRY {record['name']} exit={record.get('exit_code')} "
+                   f"({retries_left} retr{'y' if retries_left == 1 else 'ies'} left)")
+
     def note(self, text: str) -> None:
         self._line(text)
 

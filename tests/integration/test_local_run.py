@@ -110,6 +110,7 @@ def test_max_retries_retries_during_the_run(project: Project) -> None:
     assert result.returncode == 0, result.stdout
     assert counter.read_text().count("x") == 3
     assert result.stdout.count("RETRY") == 2
+    assert "1 succeeded in" in result.stdout and "failed" not in result.stdout.splitlines()[-1]
 
 
 def test_continue_the_search_starts_only_new_runs(project: Project) -> None:
