@@ -85,7 +85,9 @@ def owner_alive(record: dict[str, Any], heartbeat_timeout: float) -> bool:
     if record.get("host") == HOST:
         pid = record.get("pid")
         return pid is not None and process_start_time(int(pid)) == record.get("pid_start")
-    return time.time() - float(record.get("heartbeat") or 0) < heartbeat_timeout
+    # a claim not yet followed by a state.json counts from when it was made
+    last_sign = record.get("heartbeat") or record.get("time") or 0
+    return time.time() - float(last_sign) < heartbeat_timeout
 
 
 def group_alive(pgid: int) -> bool:

@@ -1,0 +1,60 @@
+"""The compute side's files: atomic state, O_EXCL claims, liveness of owners on this and other hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from expdeploy import worker
+
+
+def test_claims_are_exclusive_and_numbered(tmp_path: Path) -> None:
+    run_dir = str(tmp_path / "r")
+    assert worker.latest_attempt(run_dir) == 0
+    assert worker.claim(run_dir, 1) is True
+    assert worker.claim(run_dir, 1) is False
+    assert worker.claim(run_dir, 2) is True
+    assert worker.latest_attempt(run_dir) == 2
+    record = json.loads(Path(worker.claim_path(run_dir, 1)).read_text())
+    assert record["pid"] == os.getpid() and record["host"] == worker.HOST
+
+
+def test_owner_alive_on_this_host_checks_pid_and_start_time() -> None:
+    me = worker.owner()
+    assert worker.owner_alive(me, 0)
+    assert not worker.owner_alive({**me, "pid_start": "0"}, 0)  # pid reused by another process
+    assert not worker.owner_alive({"host": worker.HOST, "pid": 2**22 + 3, "pid_start": "1"}, 0)
+
+
+def test_owner_alive_on_another_host_trusts_recent_signs() -> None:
+    now = time.time()
+    other = {"host": "elsewhere", "pid": 1}
+    assert worker.owner_alive({**other, "heartbeat": now - 10}, 60)
+    assert not worker.owner_alive({**other, "heartbeat": now - 100}, 60)
+    assert worker.owner_alive({**other, "time": now - 5}, 60)  # a fresh claim, no state yet
+    assert not worker.owner_alive(other, 60)
+
+
+def test_attempt_status(tmp_path: Path) -> None:
+    run_dir = str(tmp_path / "r")
+    assert worker.attempt_status(run_dir, 60) == ("new", 0, {})
+    worker.claim(run_dir, 1)
+    assert worker.attempt_status(run_dir, 60)[:2] == ("live", 1)
+    worker.write_json_atomic(os.path.join(run_dir, "state.json"),
+                             {"attempt": 1, "state": "failed", **worker.owner()})
+    assert worker.attempt_status(run_dir, 60)[:2] == ("failed", 1)
+    Path(worker.claim_path(run_dir, 2)).write_text(json.dumps(
+        {"host": worker.HOST, "pid": 2**22 + 3, "pid_start": "1"}))
+    assert worker.attempt_status(run_dir, 60)[:2] == ("lost", 2)
+
+
+def test_state_writes_are_atomic_renames(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.json")
+    worker.write_json_atomic(path, {"a": 1})
+    inode = os.stat(path).st_ino
+    worker.write_json_atomic(path, {"a": 2})
+    assert worker.read_json(path) == {"a": 2}
+    assert os.stat(path).st_ino != inode  # replaced, never rewritten in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
