@@ -67,7 +67,10 @@ class Progress:
 
     def _line(self, text: str) -> None:
         if self._live is not None:
-            self._live.console.print(text, markup=False, highlight=False)
+            from rich.text import Text
+
+            # a Text, not markup=False: print options also apply to the live view redrawn below
+            self._live.console.print(Text(text))
         else:
             self.stream.write(text + "\n")
 

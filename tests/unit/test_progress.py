@@ -42,3 +42,4 @@ def test_live_view_renders_on_a_terminal(tmp_path: Path) -> None:
     progress.close()
     text = out.getvalue()
     assert "DONE  a 2.0s" in text and "0/2" in text
+    assert "[bold]" not in text and "[cyan]" not in text  # markup rendered, also after a line
