@@ -12,6 +12,8 @@ import argparse
 import contextlib
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -140,6 +142,29 @@ def claim(run_dir: str, attempt: int) -> bool:
     return True
 
 
+# A simple command may be run by sh with `exec`, which saves a fork per step; anything that
+# looks like more than one command, a keyword or a builtin of sh (which runs without any
+# fork or exec at all: true, echo, test...) keeps its plain form.
+_SHELL_SYNTAX = re.compile(r"[;&|<>()`{}!\n\\]|\$\(|^\s*\S*=")
+_NOT_PROGRAMS = frozenset({
+    "cd", "export", "set", "unset", "exit", "return", "source", ".", ":", "eval", "exec", "trap",
+    "wait", "alias", "read", "shift", "ulimit", "umask", "if", "for", "while", "until", "case",
+    "time", "[[", "function", "local", "readonly",
+    "true", "false", "echo", "printf", "test", "[", "pwd", "kill", "command", "type"})
+_found: dict[str, bool] = {}
+
+
+def exec_form(command: str) -> str:
+    """`exec cmd args` for a single simple command, so sh replaces itself with the program."""
+    words = command.split(None, 1)
+    if not words or _SHELL_SYNTAX.search(command) or words[0] in _NOT_PROGRAMS:
+        return command
+    program = words[0]
+    if program not in _found:
+        _found[program] = "/" in program or shutil.which(program) is not None
+    return f"exec {command}" if _found[program] else command
+
+
 _BASE_ENV: dict[str, str] = {}
 
 
@@ -235,7 +260,7 @@ class Execution:
             out = open(os.path.join(self.run_dir, f"{name}.log"), "ab")  # noqa: SIM115 - closed below
         try:
             self.proc = subprocess.Popen(
-                ["/bin/sh", "-c", command], cwd=self.plan.get("cwd") or None, env=self.env(),
+                ["/bin/sh", "-c", exec_form(command)], cwd=self.plan.get("cwd") or None, env=self.env(),
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: cancel reaches every child
             )
@@ -266,6 +291,8 @@ class Execution:
         stays `lingering` until the group is empty: `signal` still reaches it."""
         assert self.proc is not None
         code = self.proc.wait()
+        if code < 0:  # killed by a signal: report it as sh would (128 + signal)
+            code = 128 - code
         name = self.steps[self.index][0]
         self.state["steps"][name].update(end=time.time(), exit_code=code)
         cancelled = self.cancelled or self._cancel_requested()

@@ -58,3 +58,12 @@ def test_state_writes_are_atomic_renames(tmp_path: Path) -> None:
     assert worker.read_json(path) == {"a": 2}
     assert os.stat(path).st_ino != inode  # replaced, never rewritten in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+
+
+def test_simple_commands_are_execed_and_compound_ones_kept() -> None:
+    assert worker.exec_form("sleep 0.5") == "exec sleep 0.5"
+    assert worker.exec_form("python train.py --lr 0.1 'a b'") == "exec python train.py --lr 0.1 'a b'"
+    for kept in ("echo a; echo b", "a && b", "a | b", "cd /tmp", "FOO=1 env", "x > out",
+                 "trap '' TERM", "echo $(date)", "if true; then :; fi", "no-such-program-xyz",
+                 "sleep 1 &", "(sleep 1)", "echo a\necho b", "{ echo; }", "true", "echo hi"):
+        assert worker.exec_form(kept) == kept, kept
