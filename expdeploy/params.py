@@ -5,10 +5,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
+
+try:  # the built-in module: hashlib would load OpenSSL (~10 ms) at every start
+    from _sha256 import sha256  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - Python 3.12+ names it _sha2
+    try:
+        from _sha2 import sha256  # type: ignore[import-not-found]
+    except ImportError:
+        from hashlib import sha256
 
 RUN_ID_LENGTH = 16
 
@@ -59,7 +66,7 @@ def canonical(params: Mapping[str, Any]) -> str:
 
 
 def run_id_of(canonical_params: str) -> str:
-    return hashlib.sha256(canonical_params.encode()).hexdigest()[:RUN_ID_LENGTH]
+    return str(sha256(canonical_params.encode()).hexdigest()[:RUN_ID_LENGTH])
 
 
 def same_value(a: Any, b: Any) -> bool:
