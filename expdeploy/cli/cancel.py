@@ -11,8 +11,9 @@ import typer
 
 from expdeploy.cli.common import OutputOpt
 
-RunsArg = Annotated[list[str] | None, typer.Argument(help="Run names or run-id prefixes "
-                                                           "(default: every run).", show_default=False)]
+RunsArg = Annotated[list[str] | None, typer.Argument(
+    help="[EXP_DIR] then run names or run-id prefixes (default: every run of the experiment).",
+    show_default=False, metavar="[EXP_DIR] [RUN]...")]
 ExpOpt = Annotated[Path | None, typer.Option("--exp", help="Experiment directory (default: most recent).")]
 
 
@@ -22,8 +23,10 @@ def cancel_command(runs: RunsArg = None, exp: ExpOpt = None,
     Without RUN, the whole experiment: its controller and agents stop starting new runs."""
     from expdeploy import worker
     from expdeploy.expdir import find_experiment, resolve_runs
-    from expdeploy.ledger import Ledger
+    from expdeploy.ledger import LEDGER, Ledger
 
+    if runs and exp is None and (Path(runs[0]) / LEDGER).exists():
+        exp, runs = Path(runs[0]), runs[1:]
     exp_dir = find_experiment(output, exp)
     ledger = Ledger(exp_dir)
     ledger.reconcile()

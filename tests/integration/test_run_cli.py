@@ -89,7 +89,7 @@ def test_cancel_a_run_and_follow_its_log(project: Project) -> None:
     wait_until(lambda: len(processes_with("sleep 304")) >= 2, what="both runs")
     wait_until(lambda: all(s.get("pgid") for s in project.state_files("cc").values())
                and len(project.state_files("cc")) == 2, what="running states")
-    result = project.run("cancel", "x=1")
+    result = project.run("cancel", str(project.exp("cc")), "x=1")
     assert result.returncode == 0 and "1 signalled here" in result.stdout
     wait_until(lambda: project.state_files("cc")["x=1"]["state"] == "cancelled", what="x=1 cancelled")
     assert project.state_files("cc")["x=2"]["state"] == "running"
