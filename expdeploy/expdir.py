@@ -53,11 +53,15 @@ def write_manifest(exp_dir: Path, records: Iterable[dict[str, Any]]) -> list[dic
 
 
 def write_run_dir(exp_dir: Path, record: Mapping[str, Any]) -> None:
-    """A run's directory with its parameters (nested JSON) and its rendered commands."""
+    """A run's directory with its parameters (nested JSON), which the run may read."""
     run_dir = exp_dir / "runs" / record["name"]
     run_dir.mkdir(exist_ok=True)
     (run_dir / "params.json").write_text(json.dumps(unflatten(record["params"]), indent=1))
-    (run_dir / "commands.sh").write_text(_commands_script(record, exp_dir))
+
+
+def write_commands(exp_dir: Path, record: Mapping[str, Any]) -> None:
+    """The run's rendered steps as a script a person can read and run by hand."""
+    (exp_dir / "runs" / record["name"] / "commands.sh").write_text(_commands_script(record, exp_dir))
 
 
 class RunPreparer:
@@ -78,8 +82,10 @@ class RunPreparer:
         self._thread = threading.Thread(target=self._work, name="prepare-runs", daemon=True)
         self._thread.start()
 
-    def _prepare(self, record: Mapping[str, Any], attempt: int) -> bool:
+    def _prepare(self, record: Mapping[str, Any], attempt: int, commands: bool = False) -> bool:
         write_run_dir(self.exp_dir, record)
+        if commands:
+            write_commands(self.exp_dir, record)
         run_dir = worker.run_dir_of(str(self.exp_dir), dict(record))
         first = next((name for name, _ in record["steps"] if not self.steps or name in self.steps),
                      None)
@@ -96,6 +102,11 @@ class RunPreparer:
                 with self._cond:
                     self.claimed[record["run_id"]] = claimed
                     self._cond.notify_all()
+            # commands.sh only informs people: written once every run can start
+            for record in self.records:
+                if self._stop and record["run_id"] not in self.claimed:
+                    return
+                write_commands(self.exp_dir, record)
         except BaseException as exc:  # surfaced to the waiting controller
             with self._cond:
                 self.error = exc
@@ -116,7 +127,7 @@ class RunPreparer:
     def claim(self, record: Mapping[str, Any], attempt: int) -> bool:
         """True when this process now holds `attempt` of the run (its directory ready)."""
         if self.attempts.get(record["run_id"]) != attempt:  # a retry: prepare it here
-            return self._prepare(record, attempt)
+            return self._prepare(record, attempt, commands=True)
         with self._cond:
             while record["run_id"] not in self.claimed:
                 if self.error is not None:
