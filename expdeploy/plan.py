@@ -4,10 +4,10 @@ parameters, tags and the GPU-hours estimate. `expdeploy plan` prints it; `run` s
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from expdeploy.grid import Expansion, expand
@@ -55,7 +55,7 @@ def make_plan(
     return Plan(
         expansion=expansion,
         exp_dir=(output / spec.name).absolute(),
-        launch_time=datetime.now().strftime("%Y%m%d.%H%M%S"),
+        launch_time=time.strftime("%Y%m%d.%H%M%S"),
         orphans=tuple(orphans),
         gpu_hours=_gpu_hours(expansion, time_per_run),
         tag_counts=dict(tags),

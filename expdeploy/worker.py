@@ -8,14 +8,12 @@ imports it and drives `Execution` in-process, so it pays no Python start per run
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +24,7 @@ STATE_VERSION = 1
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 MANIFEST = "manifest.jsonl"
 CANCEL_MARK = "cancel"  # a file in a run dir (or the experiment dir) asking for cancellation
-HOST = socket.gethostname()
+HOST = os.uname().nodename  # what socket.gethostname() returns, without importing socket
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -76,9 +74,15 @@ def process_start_time(pid: int) -> str | None:
         return None
 
 
+_OWNER: dict[str, Any] = {}
+
+
 def owner() -> dict[str, Any]:
+    """This process, as claims and states record it (kept per pid: a daemon forks)."""
     pid = os.getpid()
-    return {"host": HOST, "pid": pid, "pid_start": process_start_time(pid)}
+    if _OWNER.get("pid") != pid:
+        _OWNER.update(host=HOST, pid=pid, pid_start=process_start_time(pid))
+    return dict(_OWNER)
 
 
 def owner_alive(record: dict[str, Any], heartbeat_timeout: float) -> bool:
@@ -407,6 +411,8 @@ def agent(exp_dir: str, heartbeat_timeout: float = 120.0, stop: list[bool] | Non
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     parser = argparse.ArgumentParser(prog="worker.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     agent_cmd = sub.add_parser("agent", help="claim and run runs until none remain")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -81,6 +80,8 @@ class Walker:
         allowed = list(allowed)
         for key in mapping:
             if key not in allowed:
+                import difflib  # only on this error path
+
                 close = difflib.get_close_matches(str(key), allowed, n=1)
                 hint = f"did you mean `{close[0]}`?" if close else f"allowed here: {', '.join(allowed)}"
                 raise self.fail(mapping, key, _join(path, str(key)), "unknown key", hint=hint)

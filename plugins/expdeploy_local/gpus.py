@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import ctypes
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
+
+# where an NVIDIA driver is loaded (also inside containers given GPUs)
+DRIVER_SIGNS = ("/proc/driver/nvidia", "/dev/nvidiactl")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +31,12 @@ class NvmlProbe:
     def __init__(self) -> None:
         self.error: str | None = None
         self._nvml = None
-        try:  # dlopen fails fast where no driver is installed; pynvml itself takes ~50 ms to import
+        if not any(os.path.exists(p) for p in DRIVER_SIGNS):
+            self.error = "no NVIDIA driver (" + ", ".join(DRIVER_SIGNS) + " absent)"
+            return
+        import ctypes
+
+        try:  # dlopen fails fast where the library is missing; pynvml takes ~50 ms to import
             ctypes.CDLL("libnvidia-ml.so.1")
         except OSError:
             self.error = "no NVIDIA driver library (libnvidia-ml.so.1)"
