@@ -12,7 +12,7 @@ import select
 import signal
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,7 +41,6 @@ class BackendOptions:
     gpu_free_memory_mib: int = 1024
     gpu_free_util_percent: int = 10
     workers: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Backend(ABC):

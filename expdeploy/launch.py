@@ -156,12 +156,8 @@ class RunLike(Protocol):
     def recipe(self) -> Recipe: ...
 
 
-def run_dir_of(exp_dir: Path, run_name: str) -> Path:
-    return exp_dir / "runs" / run_name
-
-
 def builtins_for(run: RunLike, exp_dir: Path, launch_time: str) -> dict[str, str]:
-    run_dir = run_dir_of(exp_dir, run.name)
+    run_dir = exp_dir / "runs" / run.name  # the layout worker.run_dir_of reads
     return {
         "run_dir": str(run_dir),
         "run_id": run.run_id,

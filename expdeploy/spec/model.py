@@ -12,8 +12,6 @@ from typing import Any
 
 from expdeploy.errors import Location
 
-BUILTIN_PLACEHOLDERS = ("run_dir", "run_id", "run_name", "exp_dir")
-
 
 @dataclass(frozen=True, slots=True)
 class Template:
