@@ -68,7 +68,7 @@ def select_runs(exp_dir: Path, states: Mapping[str, str], plans: Sequence[Mappin
             selection.skip("already succeeded")
             continue
         run_dir = worker.run_dir_of(str(exp_dir), dict(plan))
-        status, last, state = worker.attempt_status(run_dir, settings.heartbeat_timeout)
+        status, last, record = worker.attempt_status(run_dir, settings.heartbeat_timeout)
         if status == "live":
             selection.skip("running elsewhere")
         elif status == "succeeded" and not settings.force:
@@ -77,7 +77,7 @@ def select_runs(exp_dir: Path, states: Mapping[str, str], plans: Sequence[Mappin
             selection.skip("failed before (--retry-failed reruns them)")
         else:
             if status == "lost":
-                worker.kill_leftovers(state)
+                worker.kill_leftovers(record)
             selection.start.append(plan)
             selection.attempts[plan["run_id"]] = last + 1
         if settings.first and selection.start:

@@ -50,10 +50,6 @@ class RunRow:
     gpus: str | None
     pid: int | None
 
-    @property
-    def duration(self) -> float | None:
-        return (self.ended or 0) - self.started if self.started and self.ended else None
-
 
 class Ledger:
     """One experiment's SQLite ledger (WAL, so `status` reads while a controller writes)."""
@@ -113,10 +109,10 @@ class Ledger:
             self.db.executemany("DELETE FROM attempts WHERE run_id=?", ids)
             self.db.executemany("DELETE FROM runs WHERE run_id=?", ids)
 
-    def rows(self, where: str = "", args: tuple[Any, ...] = ()) -> Iterator[RunRow]:
+    def rows(self) -> Iterator[RunRow]:
         query = ("SELECT run_id, name, tags, state, attempt, exit_code, step, started, ended, "
-                 "host, gpus, pid FROM runs " + where + " ORDER BY seq")
-        for r in self.db.execute(query, args):
+                 "host, gpus, pid FROM runs ORDER BY seq")
+        for r in self.db.execute(query):
             yield RunRow(r[0], r[1], tuple(t for t in (r[2] or "").split(",") if t), *r[3:])
 
     def counts(self) -> dict[str, int]:
@@ -127,24 +123,18 @@ class Ledger:
     def reconcile(self, heartbeat_timeout: float = 120.0) -> dict[str, int]:
         """Fold state files of runs the ledger does not know as final; mark vanished ones lost."""
         open_runs = list(self.db.execute(
-            "SELECT run_id, name, attempt FROM runs WHERE state NOT IN ('succeeded', 'failed', "
+            "SELECT run_id, name FROM runs WHERE state NOT IN ('succeeded', 'failed', "
             "'cancelled', 'lost')"))
         final, lost = [], []
-        for run_id, name, _attempt in open_runs:
+        for run_id, name in open_runs:
             run_dir = os.path.join(self.exp_dir, "runs", name)
-            state = worker.read_json(os.path.join(run_dir, "state.json"))
-            last = worker.latest_attempt(run_dir)
-            if state and state.get("run_id") == run_id and state.get("attempt") == last:
-                if state["state"] in worker.FINAL_STATES:
-                    final.append(state)
-                elif not worker.owner_alive(state, heartbeat_timeout):
-                    lost.append(state)
-                else:
-                    final.append(state)  # running, by a live owner
-            elif last:
-                claim = worker.read_json(worker.claim_path(run_dir, last)) or {}
-                if not worker.owner_alive(claim, heartbeat_timeout):
-                    lost.append({"run_id": run_id, "attempt": last, "state": "lost", **claim})
+            status, last, record = worker.attempt_status(run_dir, heartbeat_timeout)
+            if status == "new" or record.get("run_id", run_id) != run_id:
+                continue
+            if status == "lost":
+                lost.append({**record, "run_id": run_id, "attempt": last, "state": "lost"})
+            elif record.get("attempt") == last:  # final, or running by a live owner
+                final.append(record)
         self.record(final)
         self.record(lost, lost=True)
         return {"folded": len(final), "lost": len(lost)}

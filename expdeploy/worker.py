@@ -356,10 +356,11 @@ class Execution:
 
 
 def attempt_status(run_dir: str, heartbeat_timeout: float) -> tuple[str, int, dict[str, Any]]:
-    """Where a run stands, from its files: (status, latest attempt, state record).
+    """Where a run stands, from its files: (status, latest attempt, record judged).
 
     status is "new" (never claimed), "live" (its latest claimant is alive), "lost" (the
     claimant is gone and left no final state), or the final state of the latest attempt.
+    The record is the latest attempt's state.json, or its claim while it has no state yet.
     """
     last = latest_attempt(run_dir)
     if not last:
@@ -368,16 +369,16 @@ def attempt_status(run_dir: str, heartbeat_timeout: float) -> tuple[str, int, di
     if state.get("attempt") == last and state.get("state") in FINAL_STATES:
         return state["state"], last, state
     record = state if state.get("attempt") == last else read_json(claim_path(run_dir, last)) or {}
-    return ("live" if owner_alive(record, heartbeat_timeout) else "lost"), last, state
+    return ("live" if owner_alive(record, heartbeat_timeout) else "lost"), last, record
 
 
 def claimable(exp_dir: str, plans: dict[str, dict[str, Any]], heartbeat_timeout: float,
               ) -> Iterator[tuple[dict[str, Any], int]]:
     """Runs never claimed, or lost by a claimant that is gone, with the attempt to claim next."""
     for plan in plans.values():
-        status, last, state = attempt_status(run_dir_of(exp_dir, plan), heartbeat_timeout)
+        status, last, record = attempt_status(run_dir_of(exp_dir, plan), heartbeat_timeout)
         if status == "lost":
-            kill_leftovers(state)
+            kill_leftovers(record)
         if status in ("new", "lost"):
             yield plan, last + 1
 
