@@ -14,7 +14,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from expdeploy.targets import Target
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,11 @@ class BackendOptions:
     gpu_free_memory_mib: int = 1024
     gpu_free_util_percent: int = 10
     workers: tuple[str, ...] = ()
+    target: Target | None = None
+    remote_exp_dir: str | None = None  # the experiment directory where the runs execute
+    max_concurrent: int | None = None  # runs at once (a scheduler's array throttle)
+    max_retries: int = 0  # for backends that retry on the compute side
+    requeue_signal: str | None = None  # e.g. USR1@60: warning before the time limit
 
 
 class Backend(ABC):
@@ -48,6 +56,10 @@ class Backend(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    # A queueing backend's tasks live on in the scheduler: `run` may exit once they are
+    # submitted (--detach), Ctrl-C stops following them rather than cancelling them, and a
+    # failed run is retried on the compute side (`options.max_retries`), not by the controller.
+    queues: ClassVar[bool] = False
 
     def __init__(self, options: BackendOptions) -> None:
         self.options = options
@@ -79,6 +91,18 @@ class Backend(ABC):
 
     def notes_for(self, plans: Sequence[Mapping[str, Any]]) -> list[str]:
         """Things worth telling the user about placing these runs (printed before they start)."""
+        return []
+
+    def follow(self, runs: Sequence[Mapping[str, Any]]) -> None:  # noqa: B027 - optional hook
+        """Track runs an earlier controller submitted (ledger rows as dicts: run_id, name,
+        attempt, job), so that `poll` reports them too (`status`, a resumed `run`, `cancel`)."""
+
+    def preview(self, tasks: Sequence[Task]) -> str:
+        """What `--dry-run` shows: the scripts or commands submit would use (written, not run)."""
+        return ""
+
+    def drain_notes(self) -> list[str]:
+        """Warnings gathered while polling (a failed status call is a warning, not a crash)."""
         return []
 
     def heartbeat(self) -> None:  # noqa: B027 - optional hook, nothing to do by default

@@ -49,6 +49,7 @@ class RunSettings:
     sample: int | None = None
     seed: int = 0
     first: bool = False
+    detach: bool = False  # a queueing backend: return once every run is submitted
 
 
 def select_runs(exp_dir: Path, states: Mapping[str, str], plans: Sequence[Mapping[str, Any]],
@@ -117,9 +118,10 @@ class Controller:
         """Run the selected runs to the end; exit status 0, 1 (a run failed) or 130 (interrupted)."""
         waker = Waker()  # before the first child starts, so no exit is missed
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        # a queueing backend retries on the compute side, inside the job
+        retries = 0 if self.backend.queues else self.settings.max_retries
         try:
-            queue = deque(_Queued(p, selection.attempts[p["run_id"]], self.settings.max_retries)
-                          for p in selection.start)
+            queue = deque(_Queued(p, selection.attempts[p["run_id"]], retries) for p in selection.start)
             self._loop(queue, waker)
         finally:
             self._flush()
@@ -137,6 +139,10 @@ class Controller:
         flushed = heartbeat = time.monotonic()
         while queue or self.backend.active():
             now = time.monotonic()
+            if self.interrupts and self.backend.queues:
+                self.progress.note(f"stopped following; {self.backend.active()} run(s) stay in the "
+                                   "queue: `expdeploy status` follows them, `expdeploy cancel` stops them")
+                return
             if self.interrupts and stopping_since is None:
                 stopping_since = now
                 queue.clear()
@@ -148,7 +154,13 @@ class Controller:
                     self.interrupts > 1 or now - stopping_since > self.settings.grace_seconds):
                 self.backend.cancel(hard=True)
             blocked = self._start(queue) if stopping_since is None else False
+            if self.settings.detach and self.backend.queues and not queue:
+                for record in self.backend.poll():  # the job ids, into the ledger
+                    self._handle(record, queue)
+                self._notes()
+                return
             changed = self.backend.poll()
+            self._notes()
             for record in changed:
                 self._handle(record, queue)
             if now - flushed > FLUSH_EVERY:
@@ -164,8 +176,15 @@ class Controller:
                     timeout = min(timeout, 0.2)
                 self.backend.wait(timeout, waker)
 
+    def _notes(self) -> None:
+        for note in self.backend.drain_notes():
+            self.progress.note(note)
+
     def _start(self, queue: deque[_Queued]) -> bool:
         """Claim and submit from the front of the queue; True when runs wait for room."""
+        if self.backend.queues:
+            self._submit_all(queue)
+            return False
         while queue:
             item = queue[0]
             if item.task is None:
@@ -182,6 +201,21 @@ class Controller:
             self.started.add(item.plan["run_id"])
         return False
 
+    def _submit_all(self, queue: deque[_Queued]) -> None:
+        """A queueing backend takes every claimed run in one call (one sbatch per array)."""
+        batch = []
+        while queue:
+            item = queue.popleft()
+            if self.claim(item.plan, item.attempt):
+                item.task = Task(item.plan["run_id"], item.attempt, item.plan,
+                                 gpus=int(item.plan.get("resources", {}).get("gpus", 0)), steps=self.steps)
+                batch.append(item)
+        if batch:
+            self.backend.submit([item.task for item in batch if item.task is not None])
+            for item in batch:
+                self.submitted[item.plan["run_id"]] = item
+                self.started.add(item.plan["run_id"])
+
     def _claim(self, plan: Mapping[str, Any], attempt: int) -> bool:
         return worker.claim(worker.run_dir_of(str(self.exp_dir), dict(plan)), attempt)
 
@@ -194,7 +228,7 @@ class Controller:
             queue.append(_Queued(item.plan, item.attempt + 1, item.retries_left - 1))
             return
         self.progress.update(record)
-        if record["state"] == "failed":
+        if record["state"] in ("failed", "lost"):
             self.failed += 1
 
     def _flush(self) -> None:

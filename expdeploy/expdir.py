@@ -70,9 +70,11 @@ class RunPreparer:
     is slow on some disks; done here, it overlaps with the runs already going."""
 
     def __init__(self, exp_dir: Path, records: Sequence[Mapping[str, Any]],
-                 attempts: Mapping[str, int], steps: Sequence[str] | None = None) -> None:
+                 attempts: Mapping[str, int], steps: Sequence[str] | None = None,
+                 queued: str | None = None) -> None:
         self.exp_dir = exp_dir
         self.steps = steps
+        self.queued = queued  # claims for a scheduler's queue (see worker.claim)
         self.records = list(records)
         self.attempts = dict(attempts)
         self.claimed: dict[str, bool] = {}
@@ -91,7 +93,7 @@ class RunPreparer:
                      None)
         if first is not None:
             open(os.path.join(run_dir, f"{first}.log"), "ab").close()
-        return worker.claim(run_dir, attempt)
+        return worker.claim(run_dir, attempt, queued=self.queued)
 
     def _work(self) -> None:
         try:

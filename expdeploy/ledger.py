@@ -24,11 +24,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, seq INTEGER, name TEXT NOT NULL, tags TEXT, params TEXT,
     state TEXT NOT NULL DEFAULT 'pending', attempt INTEGER NOT NULL DEFAULT 0,
-    exit_code INTEGER, step TEXT, started REAL, ended REAL, host TEXT, gpus TEXT, pid INTEGER
+    exit_code INTEGER, step TEXT, started REAL, ended REAL, host TEXT, gpus TEXT, pid INTEGER,
+    job TEXT
 );
 CREATE TABLE IF NOT EXISTS attempts (
     run_id TEXT NOT NULL, attempt INTEGER NOT NULL, state TEXT NOT NULL, exit_code INTEGER,
-    started REAL, ended REAL, host TEXT, gpus TEXT, pid INTEGER,
+    started REAL, ended REAL, host TEXT, gpus TEXT, pid INTEGER, job TEXT,
     PRIMARY KEY (run_id, attempt)
 );
 CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
@@ -49,6 +50,7 @@ class RunRow:
     host: str | None
     gpus: str | None
     pid: int | None
+    job: str | None  # the scheduler's id (Slurm array task "123_4")
 
 
 class Ledger:
@@ -60,6 +62,10 @@ class Ledger:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        for table in ("runs", "attempts"):  # ledgers written before job ids were recorded
+            columns = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            if "job" not in columns:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN job TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -92,14 +98,14 @@ class Ledger:
             state = "lost" if lost else s["state"]
             rows.append((state, s.get("attempt", 0), s.get("exit_code"), s.get("step"),
                          s.get("started"), s.get("ended"), s.get("host"), s.get("gpus"),
-                         s.get("pid"), s["run_id"]))
+                         s.get("pid"), s.get("job"), s["run_id"]))
         with self.transaction():
             self.db.executemany(
                 "UPDATE runs SET state=?, attempt=?, exit_code=?, step=?, started=?, ended=?, "
-                "host=?, gpus=?, pid=? WHERE run_id=?", rows)
+                "host=?, gpus=?, pid=?, job=COALESCE(?, job) WHERE run_id=?", rows)
             self.db.executemany(
                 "INSERT OR REPLACE INTO attempts (state, attempt, exit_code, started, ended, host, "
-                "gpus, pid, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "gpus, pid, job, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [r[:3] + r[4:] for r in rows])
 
     def remove(self, run_ids: Iterable[str]) -> None:
@@ -111,7 +117,7 @@ class Ledger:
 
     def rows(self) -> Iterator[RunRow]:
         query = ("SELECT run_id, name, tags, state, attempt, exit_code, step, started, ended, "
-                 "host, gpus, pid FROM runs ORDER BY seq")
+                 "host, gpus, pid, job FROM runs ORDER BY seq")
         for r in self.db.execute(query):
             yield RunRow(r[0], r[1], tuple(t for t in (r[2] or "").split(",") if t), *r[3:])
 

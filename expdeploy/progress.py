@@ -44,6 +44,10 @@ class Progress:
             self.running[name] = record
             return
         self.running.pop(name, None)
+        if state == "pending":  # queued in a scheduler; printed only when it comes back there
+            if record.get("requeues"):
+                self._line(f"REQUEUED {name} (time limit or preemption; requeue {record['requeues']})")
+            return
         self.counts[state] += 1
         duration = (record.get("ended") or 0) - (record.get("started") or 0)
         if state == "succeeded":

@@ -87,7 +87,10 @@ def owner() -> dict[str, Any]:
 
 def owner_alive(record: dict[str, Any], heartbeat_timeout: float) -> bool:
     """Is the process that claimed or runs something still there? Same host: check the pid;
-    another host: trust a heartbeat younger than the timeout."""
+    another host: trust a heartbeat younger than the timeout. A run queued in a batch scheduler
+    is alive until the controller, which asks the scheduler, records it as lost."""
+    if record.get("queued"):
+        return True
     if record.get("host") == HOST:
         pid = record.get("pid")
         return pid is not None and process_start_time(int(pid)) == record.get("pid_start")
@@ -133,16 +136,20 @@ def latest_attempt(run_dir: str) -> int:
     return max((int(n[6:]) for n in names if n.startswith("claim.") and n[6:].isdigit()), default=0)
 
 
-def claim(run_dir: str, attempt: int) -> bool:
-    """Take attempt number `attempt` of a run; exactly one process anywhere succeeds."""
+def claim(run_dir: str, attempt: int, queued: str | None = None) -> bool:
+    """Take attempt number `attempt` of a run; exactly one process anywhere succeeds.
+
+    `queued` names a batch scheduler that holds the attempt until its job starts: such a claim
+    stays live (no pid to check) until the controller learns that the job is gone."""
     os.makedirs(run_dir, exist_ok=True)
     path = claim_path(run_dir, attempt)
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
+    record = {"host": HOST, "queued": queued} if queued else owner()
     with os.fdopen(fd, "w") as handle:
-        json.dump({**owner(), "time": time.time()}, handle)
+        json.dump({**record, "time": time.time()}, handle)
     return True
 
 
@@ -196,6 +203,7 @@ class Execution:
         terminal: bool = False,
         announce: bool = True,
         run_dir: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         self.exp_dir = exp_dir
         self.plan = plan
@@ -212,6 +220,8 @@ class Execution:
         self.index = -1
         self.proc: subprocess.Popen[bytes] | None = None
         self.cancelled = False
+        self.preempted = False  # the scheduler warned of the end (time limit, preemption)
+        self.extra = extra or {}  # recorded in state.json too, e.g. the scheduler's job id
         self.state: dict[str, Any] = {}
 
     # state.json --------------------------------------------------------------------------
@@ -226,6 +236,11 @@ class Execution:
     @property
     def done(self) -> bool:
         return self.state.get("state") in FINAL_STATES
+
+    @property
+    def stopped(self) -> bool:
+        """Final, or handed back to the scheduler to run again (requeued)."""
+        return self.done or self.state.get("state") == "pending"
 
     def env(self) -> dict[str, str]:
         env = _base_environment().copy()
@@ -248,12 +263,15 @@ class Execution:
         self.state = {
             "version": STATE_VERSION, "run_id": self.plan["run_id"], "name": self.plan["name"],
             "attempt": self.attempt, "state": "running", "step": None, "exit_code": None,
-            "started": now, "ended": None, "gpus": self.gpus, "steps": {}, **owner(),
+            "started": now, "ended": None, "gpus": self.gpus, "steps": {}, **owner(), **self.extra,
         }
         self._next_step()
 
     def _next_step(self) -> None:
         self.index += 1
+        if self.cancelled:  # asked to stop between two steps
+            self._finish("cancelled", 128 + signal.SIGTERM)
+            return
         if self.index >= len(self.steps):
             self._finish("succeeded", 0)
             return
@@ -304,7 +322,12 @@ class Execution:
             self.lingering = True
             return False
         self.proc = None
-        if cancelled:
+        if self.preempted and not cancelled:
+            # not a failure: the run goes back to the queue and starts again from its first step
+            self._save(state="pending", queued=self.extra.get("scheduler", "scheduler"), exit_code=code,
+                       ended=time.time(), pgid=None, pgid_start=None,
+                       requeues=int(self.state.get("requeues") or 0) + 1)
+        elif cancelled:
             self._finish("cancelled", code)
         elif code != 0:
             self._finish("failed", code)
@@ -328,6 +351,14 @@ class Execution:
     def _finish(self, state: str, code: int) -> None:
         self._save(state=state, exit_code=code, ended=time.time(), pgid=None, pgid_start=None)
 
+    def preempt(self, sig: int) -> None:
+        """The scheduler will end the allocation: pass `sig` on to the step (which may save a
+        checkpoint) and record the run as requeued once the step has ended."""
+        if self.proc is not None:
+            self.preempted = True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+
     def signal(self, sig: int) -> None:
         """Send `sig` to the current step's whole process group."""
         if self.proc is not None:
@@ -338,7 +369,7 @@ class Execution:
     def wait(self, heartbeat: float = 30.0) -> None:
         """Run to the end in this process (agents, Slurm tasks); heartbeats while waiting."""
         self.start()
-        while not self.done:
+        while not self.stopped:
             assert self.proc is not None
             if self.lingering:
                 if not self.lingering_over():
@@ -366,7 +397,7 @@ def attempt_status(run_dir: str, heartbeat_timeout: float) -> tuple[str, int, di
     if not last:
         return "new", 0, {}
     state = read_json(os.path.join(run_dir, "state.json")) or {}
-    if state.get("attempt") == last and state.get("state") in FINAL_STATES:
+    if state.get("attempt") == last and state.get("state") in (*FINAL_STATES, "lost"):
         return state["state"], last, state
     record = state if state.get("attempt") == last else read_json(claim_path(run_dir, last)) or {}
     return ("live" if owner_alive(record, heartbeat_timeout) else "lost"), last, record
@@ -411,6 +442,82 @@ def agent(exp_dir: str, heartbeat_timeout: float = 120.0, stop: list[bool] | Non
     return ran
 
 
+# --- batch scheduler task -----------------------------------------------------------------
+
+
+def _attempt_to_run(run_dir: str, submitted: int) -> tuple[int, int] | None:
+    """(attempt, requeues so far) for a scheduler task that was submitted for `submitted`.
+
+    Its first start uses the controller's queued claim; after a requeue it runs the same attempt
+    again; a task started anew for an attempt that already ran (resubmitted by hand, restarted
+    after a node failure) claims the next one. None: another process holds the run now.
+    """
+    last = latest_attempt(run_dir)
+    state = read_json(os.path.join(run_dir, "state.json")) or {}
+    if last == submitted and state.get("attempt") != submitted:
+        return submitted, 0
+    if state.get("attempt") == last and state.get("state") == "pending":
+        return last, int(state.get("requeues") or 0)
+    return (last + 1, 0) if claim(run_dir, last + 1) else None
+
+
+def task(exp_dir: str, tasks_file: str, index: int, max_retries: int = 0, job: str | None = None,
+         requeue: str | None = None, scheduler: str = "slurm") -> int:
+    """One array task of a batch job: run line `index` of `tasks_file` ("run_id attempt").
+
+    A failed attempt is retried here, inside the allocation, up to `max_retries` times. SIGUSR1
+    (the scheduler's warning before a time limit or preemption) is passed to the step; once the
+    step ends the run is recorded as requeued and `requeue` (e.g. `scontrol requeue ID`) puts
+    the job back in the queue. SIGTERM (scancel) cancels the run.
+    """
+    exp_dir = os.path.abspath(exp_dir)
+    with open(tasks_file) as handle:
+        run_id, submitted = handle.read().splitlines()[index].split()
+    plan = read_manifest(exp_dir)[run_id]
+    run_dir = run_dir_of(exp_dir, plan)
+    found = _attempt_to_run(run_dir, int(submitted))
+    if found is None:
+        print(f"expdeploy: run {plan['name']} is held by another process; nothing to do", file=sys.stderr)
+        return 0
+    attempt, requeues = found
+    current: list[Execution] = []
+
+    def on_term(signum: int, _frame: Any) -> None:
+        for execution in current:
+            execution.cancelled = True
+            execution.signal(signal.SIGTERM)
+
+    def on_warning(signum: int, _frame: Any) -> None:
+        for execution in current:
+            execution.preempt(signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGUSR1, on_warning)
+    signal.signal(signal.SIGUSR2, on_warning)
+    retries_left = max_retries
+    while True:
+        extra = {"job": job, "scheduler": scheduler, "requeues": requeues}
+        execution = Execution(exp_dir, plan, attempt, gpus=os.environ.get("CUDA_VISIBLE_DEVICES"),
+                              extra=extra)
+        current[:] = [execution]
+        execution.wait()
+        outcome = execution.state["state"]
+        if outcome == "pending":
+            print(f"expdeploy: run {plan['name']} requeued ({requeue or 'no requeue command'})",
+                  file=sys.stderr)
+            if requeue:
+                subprocess.run(["/bin/sh", "-c", requeue], check=False)
+            return 0
+        if outcome == "failed" and retries_left > 0 and claim(run_dir, attempt + 1):
+            print(f"expdeploy: run {plan['name']} failed (exit {execution.state['exit_code']}); "
+                  f"retrying ({retries_left} left)", file=sys.stderr)
+            retries_left -= 1
+            attempt, requeues = attempt + 1, 0
+            continue
+        return 0 if outcome == "succeeded" else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -419,7 +526,16 @@ def main(argv: list[str] | None = None) -> int:
     agent_cmd = sub.add_parser("agent", help="claim and run runs until none remain")
     agent_cmd.add_argument("exp_dir")
     agent_cmd.add_argument("--heartbeat-timeout", type=float, default=120.0)
+    task_cmd = sub.add_parser("task", help="run one line of a tasks file (a batch array task)")
+    task_cmd.add_argument("exp_dir")
+    task_cmd.add_argument("tasks_file")
+    task_cmd.add_argument("index", type=int)
+    task_cmd.add_argument("--max-retries", type=int, default=0)
+    task_cmd.add_argument("--job", help="the scheduler's id of this task, recorded in state.json")
+    task_cmd.add_argument("--requeue", help="shell command that requeues this job")
     args = parser.parse_args(argv)
+    if args.command == "task":
+        return task(args.exp_dir, args.tasks_file, args.index, args.max_retries, args.job, args.requeue)
     ran = agent(args.exp_dir, args.heartbeat_timeout)
     print(f"expdeploy agent: ran {ran} run(s) on {HOST}", file=sys.stderr)
     return 0

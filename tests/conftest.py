@@ -16,6 +16,9 @@ from expdeploy.spec.formats import LoadOptions, load_spec
 from expdeploy.spec.model import ExperimentSpec
 from expdeploy.spec.overrides import parse_overrides
 
+# Real services (Slurm, sshd) as session fixtures, started by the tests themselves.
+pytest_plugins = ["services.slurm", "services.ssh"]
+
 
 @pytest.fixture
 def write(tmp_path: Path) -> Callable[..., Path]:

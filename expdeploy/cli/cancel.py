@@ -24,6 +24,7 @@ def cancel_command(runs: RunsArg = None, exp: ExpOpt = None,
     from expdeploy import worker
     from expdeploy.expdir import find_experiment, resolve_runs
     from expdeploy.ledger import LEDGER, Ledger
+    from expdeploy.placement import queued_backend
 
     if runs and exp is None and (Path(runs[0]) / LEDGER).exists():
         exp, runs = Path(runs[0]), runs[1:]
@@ -31,6 +32,15 @@ def cancel_command(runs: RunsArg = None, exp: ExpOpt = None,
     ledger = Ledger(exp_dir)
     ledger.reconcile()
     rows = resolve_runs(ledger, runs) if runs else [r for r in ledger.rows() if r.state == "running"]
+    backend = queued_backend(exp_dir, ledger)
+    if backend is not None:  # e.g. Slurm: scancel exactly this experiment's jobs
+        keys = [r.run_id for r in rows] if runs else None
+        backend.cancel(keys)
+        ledger.record(backend.poll())
+        backend.close()
+        typer.echo(f"cancel requested for {len(rows) if runs else 'every'} run(s) of {exp_dir} "
+                   f"({ledger.meta().get('backend')})")
+        return
     if not runs:
         (exp_dir / worker.CANCEL_MARK).touch()  # agents stop claiming
         controller = ledger.meta().get("controller") or {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,8 +21,20 @@ from expdeploy.cli.common import (
 )
 from expdeploy.errors import BadInput
 
-BackendOpt = Annotated[str, typer.Option("--backend", "-b",
-                                         help="Where runs execute (see `expdeploy plugins`).")]
+if TYPE_CHECKING:
+    from expdeploy.backend import Backend
+
+BackendOpt = Annotated[str | None, typer.Option(
+    "--backend", "-b", help="Where runs execute: local (default), slurm, ... (see `expdeploy plugins`).",
+    show_default=False)]
+TargetOpt = Annotated[str | None, typer.Option(
+    "--target", "-t", help="A named target from expdeploy.toml (see `expdeploy targets list`); "
+    "brings its backend.", show_default=False)]
+ThrottleOpt = Annotated[int | None, typer.Option(
+    "--max-concurrent", help="Slurm: at most N runs at once (the array's %N throttle).", show_default=False)]
+SignalOpt = Annotated[str | None, typer.Option(
+    "--signal", help="Slurm: warning signal before the time limit, e.g. USR1@60; the run is "
+    "requeued, not failed.", show_default=False)]
 JobsOpt = Annotated[int | None, typer.Option("--jobs", "-j", help="CPU slots (default: number of cores).")]
 GpusOpt = Annotated[str | None, typer.Option("--gpus", help="Only these GPUs, e.g. 0,2,3.")]
 PackOpt = Annotated[int, typer.Option("--runs-per-gpu", help="Pack this many runs on one GPU.")]
@@ -40,14 +52,18 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would star
 StepsOpt = Annotated[str | None, typer.Option("--steps", help="Only these steps, e.g. train,test "
                                                              "(with --force to redo succeeded runs).")]
 DetachOpt = Annotated[bool, typer.Option("--detach", help="Keep running after you log out; output "
-                                                          "goes to <exp>/controller.log.")]
+                                                          "goes to <exp>/controller.log. Slurm: exit "
+                                                          "once every run is submitted.")]
 
 
 def run_command(
     spec: SpecArg,
     overrides: OverridesArg = None,
     output: OutputOpt = Path("experiments"),
-    backend: BackendOpt = "local",
+    backend: BackendOpt = None,
+    target: TargetOpt = None,
+    max_concurrent: ThrottleOpt = None,
+    signal: SignalOpt = None,
     jobs: JobsOpt = None,
     gpus: GpusOpt = None,
     runs_per_gpu: PackOpt = 1,
@@ -82,30 +98,46 @@ def run_command(
       expdeploy run grid.yml lr=0.1,0.01 --gpus 0,1 --runs-per-gpu 2
 
       expdeploy run grid.yml --retry-failed
+
+      expdeploy run grid.yml --backend slurm --max-concurrent 8 --detach
+
+      expdeploy run grid.yml --target atlas      # a Slurm login node over SSH
     """
-    from expdeploy.backend import BackendOptions, available_backends
+    from expdeploy.backend import BackendOptions, Task
     from expdeploy.controller import Controller, RunSettings, select_runs
     from expdeploy.expdir import RunPreparer, plan_record, write_manifest
     from expdeploy.ledger import Ledger
+    from expdeploy.placement import choose, make_backend
     from expdeploy.plan import make_plan
     from expdeploy.progress import Progress
     from expdeploy.worker import CANCEL_MARK, owner
 
-    backends = available_backends()
-    if backend not in backends:
-        raise BadInput(f"unknown backend {backend!r}", key="--backend",
-                       hint=f"available: {', '.join(sorted(backends))}")
     gpu_ids = _gpu_list(gpus)
     if jobs is not None and jobs < 1:
         raise BadInput("--jobs must be at least 1", key="--jobs")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise BadInput("--max-concurrent must be at least 1", key="--max-concurrent")
     loaded, parsed = load_from_cli(spec, overrides, spec_format, command, title, name, seed)
     plan = make_plan(loaded, parsed, output)
     cwd = Path.cwd()
-    records = [plan_record(run, plan.exp_dir, plan.launch_time, cwd) for run in plan.expansion.runs]
+    placement = choose(backend, target, cwd, plan.exp_dir)
+    records = [plan_record(run, Path(placement.exp_dir), plan.launch_time, Path(placement.cwd))
+               for run in plan.expansion.runs]
     settings = RunSettings(force=force or first, retry_failed=retry_failed, max_retries=max_retries,
                            grace_seconds=grace, tags=tuple(tag or ()), sample=sample, seed=seed,
-                           first=first)
+                           first=first, detach=detach)
     chosen_steps = _steps(steps, plan.step_names)
+    options = BackendOptions(exp_dir=plan.exp_dir, jobs=1 if first else jobs, gpus=gpu_ids,
+                             runs_per_gpu=runs_per_gpu, gpu_free_memory_mib=gpu_free_memory,
+                             gpu_free_util_percent=gpu_free_util,
+                             workers=plan.spec.recipes[0].resources.workers if gpus is None else (),
+                             max_concurrent=max_concurrent, max_retries=max_retries,
+                             requeue_signal=_signal(signal))
+    queues = _backend_class(placement.backend).queues
+    if queues and (chosen_steps or first):
+        raise BadInput(f"--{'steps' if chosen_steps else 'first'} is not available with "
+                       f"--backend {placement.backend}", key="--steps" if chosen_steps else "--first",
+                       hint="run it on the local pool, or without that option")
     if tag and not any(set(tag) & set(r["tags"]) for r in records):
         raise BadInput(f"no run has tag {', '.join(tag)}", key="--tag",
                        hint=f"tags: {', '.join(sorted(plan.tag_counts)) or 'none'}")
@@ -116,7 +148,7 @@ def run_command(
         ledger = Ledger(plan.exp_dir)
         ledger.add_runs(records)
         ledger.set_meta({"cwd": str(cwd), "spec": str(spec.absolute()), "format": loaded.format,
-                         "overrides": overrides or [], "controller": owner(), "backend": backend})
+                         "overrides": overrides or [], "controller": owner(), **placement.meta()})
         (plan.exp_dir / CANCEL_MARK).unlink(missing_ok=True)
         ledger.reconcile()
         states = {row.run_id: row.state for row in ledger.rows()}
@@ -126,18 +158,19 @@ def run_command(
     out.write(f"{plan.spec.name}: {len(selection.start)} of {len(records)} runs to start"
               + (f" ({skipped})" if skipped else "") + f"  [{plan.exp_dir}]\n")
     if dry_run:
+        if queues:
+            placed = make_backend(placement, options)
+            out.write(placed.preview([Task(r["run_id"], selection.attempts[r["run_id"]], r)
+                                      for r in selection.start]))
+            return
         for record in selection.start[:20]:
             out.write(f"  {record['name']}\n")
         return
-    options = BackendOptions(exp_dir=plan.exp_dir, jobs=1 if first else jobs, gpus=gpu_ids,
-                             runs_per_gpu=runs_per_gpu, gpu_free_memory_mib=gpu_free_memory,
-                             gpu_free_util_percent=gpu_free_util,
-                             workers=plan.spec.recipes[0].resources.workers if gpus is None else ())
-    placement = backends[backend](options)
-    out.write(placement.describe() + "\n")
-    for note in placement.notes_for(selection.start):
+    placed = make_backend(placement, options)
+    out.write(placed.describe() + "\n")
+    for note in placed.notes_for(selection.start):
         out.write(f"note: {note}\n")
-    if detach:
+    if detach and not queues:
         ledger.close()
         log = plan.exp_dir / "controller.log"
         out.write(f"detaching: progress goes to {log}; `expdeploy status` follows the runs\n")
@@ -152,16 +185,38 @@ def run_command(
         for step, text in selection.start[0]["steps"]:
             out.write(f"[{step}] {text}\n")
         out.flush()
-    progress = Progress(plan.exp_dir, len(selection.start), placement.capacity() or 1, stream=out,
+    progress = Progress(plan.exp_dir, len(selection.start), placed.capacity() or 1, stream=out,
                         live=False if first or detach else None)
-    preparer = RunPreparer(plan.exp_dir, selection.start, selection.attempts, chosen_steps)
-    controller = Controller(plan.exp_dir, ledger, placement, progress, settings,
+    preparer = RunPreparer(plan.exp_dir, selection.start, selection.attempts, chosen_steps,
+                           queued=placement.backend if queues else None)
+    controller = Controller(plan.exp_dir, ledger, placed, progress, settings,
                             steps=chosen_steps, claim=preparer.claim)
     code = controller.run(selection)
     preparer.release_unstarted(controller.started)
-    out.write(progress.summary() + "\n")
+    if queues and placed.active():
+        out.write(f"{placed.active()} run(s) queued or running in {placement.backend}: "
+                  f"`expdeploy status {plan.exp_dir}` follows them\n")
+    else:
+        out.write(progress.summary() + "\n")
     ledger.close()
     raise typer.Exit(code)
+
+
+def _backend_class(name: str) -> type[Backend]:
+    from expdeploy.backend import available_backends
+
+    return available_backends()[name]
+
+
+def _signal(text: str | None) -> str | None:
+    if text is None:
+        return None
+    import re
+
+    if not re.fullmatch(r"(?:SIG)?USR[12]@\d+", text):
+        raise BadInput(f"{text!r} is not USR1@SECONDS or USR2@SECONDS", key="--signal",
+                       hint="e.g. --signal USR1@60: the run's step gets SIGUSR1 60 s before the time limit")
+    return text.removeprefix("SIG")
 
 
 def _known_states(exp_dir: Path) -> dict[str, str]:

@@ -25,10 +25,17 @@ def status_command(
     """Counts by state and the runs that need attention (running, failed, lost, cancelled)."""
     from expdeploy.expdir import find_experiment
     from expdeploy.ledger import Ledger
+    from expdeploy.placement import queued_backend
 
     exp_dir = find_experiment(output, exp)
     ledger = Ledger(exp_dir)
     ledger.reconcile()
+    backend = queued_backend(exp_dir, ledger)
+    if backend is not None:  # runs in a scheduler's queue: ask it (one batched call)
+        ledger.record(backend.poll())
+        for note in backend.drain_notes():
+            typer.echo(note, err=True)
+        backend.close()
     counts = ledger.counts()
     rows = list(ledger.rows())
     if fmt is OutputFormat.json:
@@ -36,7 +43,8 @@ def status_command(
             "exp_dir": str(exp_dir), "counts": counts,
             "runs": [{"run_id": r.run_id, "name": r.name, "state": r.state, "attempt": r.attempt,
                       "exit_code": r.exit_code, "step": r.step, "started": r.started,
-                      "ended": r.ended, "host": r.host, "gpus": r.gpus, "tags": list(r.tags)}
+                      "ended": r.ended, "host": r.host, "gpus": r.gpus, "job": r.job,
+                      "tags": list(r.tags)}
                      for r in rows]}))
         return
     from rich.console import Console
@@ -48,7 +56,9 @@ def status_command(
     if not shown:
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("run", "state", "attempt", "exit", "step", "time", "gpus", "host"):
+    jobs = any(r.job for r in shown)
+    columns = ("run", "state", "attempt", "exit", "step", "time", "gpus", "host")
+    for column in (*columns, "job") if jobs else columns:
         table.add_column(column)
     now = time.time()
     colours = {"failed": "red", "lost": "magenta", "running": "cyan", "cancelled": "yellow",
@@ -57,7 +67,8 @@ def status_command(
         elapsed = (r.ended or now) - r.started if r.started else None
         table.add_row(r.name, f"[{colours.get(r.state, 'white')}]{r.state}[/]", str(r.attempt),
                       "" if r.exit_code is None else str(r.exit_code), r.step or "",
-                      "" if elapsed is None else f"{elapsed:.0f}s", r.gpus or "", r.host or "")
+                      "" if elapsed is None else f"{elapsed:.0f}s", r.gpus or "", r.host or "",
+                      *([r.job or ""] if jobs else []))
     console.print(table)
     if len(shown) > 500:
         console.print(f"... and {len(shown) - 500} more (--format json for all)")

@@ -1,0 +1,1 @@
+"""Real services the integration tests start and stop themselves: Slurm, sshd (pytest plugins)."""
