@@ -93,9 +93,18 @@ class Backend(ABC):
         """Things worth telling the user about placing these runs (printed before they start)."""
         return []
 
-    def follow(self, runs: Sequence[Mapping[str, Any]]) -> None:  # noqa: B027 - optional hook
+    def follow(self, runs: Sequence[Mapping[str, Any]], agents: Sequence[str] = ()) -> None:  # noqa: B027
         """Track runs an earlier controller submitted (ledger rows as dicts: run_id, name,
-        attempt, job), so that `poll` reports them too (`status`, a resumed `run`, `cancel`)."""
+        attempt, job), so that `poll` reports them too (`status`, a resumed `run`, `cancel`);
+        `agents` are the jobs of agents that run whichever runs are pending."""
+
+    def submit_agents(self, count: int, plans: Sequence[Mapping[str, Any]]) -> list[str]:
+        """`--agents K`: start K agent processes that claim and run pending runs themselves;
+        returns the ids to find them by later (kept in the ledger)."""
+        from expdeploy.errors import BadInput
+
+        raise BadInput(f"--agents is not available with --backend {self.name}", key="--agents",
+                       hint="on this machine, start `expdeploy agent EXP_DIR` processes instead")
 
     def preview(self, tasks: Sequence[Task]) -> str:
         """What `--dry-run` shows: the scripts or commands submit would use (written, not run)."""

@@ -95,6 +95,8 @@ def queued_backend(exp_dir: Path, ledger: Ledger) -> Backend | None:
     if cls is None or not cls.queues:
         return None
     backend = make_backend(placement, BackendOptions(exp_dir=exp_dir))
+    agents = ledger.meta().get("agent_arrays") or []
     backend.follow([{"run_id": r.run_id, "name": r.name, "attempt": r.attempt, "job": r.job}
-                    for r in ledger.rows() if r.job and r.state in ("pending", "running")])
+                    for r in ledger.rows() if (r.job or agents) and r.state in ("pending", "running")],
+                   agents)
     return backend

@@ -414,6 +414,12 @@ def claimable(exp_dir: str, plans: dict[str, dict[str, Any]], heartbeat_timeout:
             yield plan, last + 1
 
 
+def _scheduler_job() -> str | None:
+    """The Slurm array task (or job) this process runs in, if any."""
+    array, index = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{index}" if array and index else os.environ.get("SLURM_JOB_ID")
+
+
 def agent(exp_dir: str, heartbeat_timeout: float = 120.0, stop: list[bool] | None = None) -> int:
     """Claim and run runs one at a time until none remain; returns how many this agent ran."""
     exp_dir = os.path.abspath(exp_dir)
@@ -431,7 +437,8 @@ def agent(exp_dir: str, heartbeat_timeout: float = 120.0, stop: list[bool] | Non
         plans = read_manifest(exp_dir)
         for plan, attempt in claimable(exp_dir, plans, heartbeat_timeout):
             if claim(run_dir_of(exp_dir, plan), attempt):
-                execution = Execution(exp_dir, plan, attempt, gpus=os.environ.get("CUDA_VISIBLE_DEVICES"))
+                execution = Execution(exp_dir, plan, attempt, gpus=os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                      extra={"job": _scheduler_job()} if _scheduler_job() else None)
                 current[:] = [execution]
                 execution.wait()
                 current.clear()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -23,6 +24,7 @@ from expdeploy.errors import BadInput
 
 if TYPE_CHECKING:
     from expdeploy.backend import Backend
+    from expdeploy.ledger import Ledger
 
 BackendOpt = Annotated[str | None, typer.Option(
     "--backend", "-b", help="Where runs execute: local (default), slurm, ... (see `expdeploy plugins`).",
@@ -32,6 +34,9 @@ TargetOpt = Annotated[str | None, typer.Option(
     "brings its backend.", show_default=False)]
 ThrottleOpt = Annotated[int | None, typer.Option(
     "--max-concurrent", help="Slurm: at most N runs at once (the array's %N throttle).", show_default=False)]
+AgentsOpt = Annotated[int | None, typer.Option(
+    "--agents", help="Slurm: K array tasks that each claim and run pending runs until none remain "
+    "(many short runs under a job-count limit).", show_default=False)]
 SignalOpt = Annotated[str | None, typer.Option(
     "--signal", help="Slurm: warning signal before the time limit, e.g. USR1@60; the run is "
     "requeued, not failed.", show_default=False)]
@@ -64,6 +69,7 @@ def run_command(
     target: TargetOpt = None,
     max_concurrent: ThrottleOpt = None,
     signal: SignalOpt = None,
+    agents: AgentsOpt = None,
     jobs: JobsOpt = None,
     gpus: GpusOpt = None,
     runs_per_gpu: PackOpt = 1,
@@ -104,7 +110,7 @@ def run_command(
       expdeploy run grid.yml --target atlas      # a Slurm login node over SSH
     """
     from expdeploy.backend import BackendOptions, Task
-    from expdeploy.controller import Controller, RunSettings, select_runs
+    from expdeploy.controller import Controller, RunSettings, Selection, select_runs
     from expdeploy.expdir import RunPreparer, plan_record, write_manifest
     from expdeploy.ledger import Ledger
     from expdeploy.placement import choose, make_backend
@@ -134,6 +140,8 @@ def run_command(
                              max_concurrent=max_concurrent, max_retries=max_retries,
                              requeue_signal=_signal(signal))
     queues = _backend_class(placement.backend).queues
+    _check_agents(agents, queues, placement.backend, tag=bool(tag), sample=sample is not None,
+                  rerun=force or retry_failed or first or bool(chosen_steps))
     if queues and (chosen_steps or first):
         raise BadInput(f"--{'steps' if chosen_steps else 'first'} is not available with "
                        f"--backend {placement.backend}", key="--steps" if chosen_steps else "--first",
@@ -170,6 +178,8 @@ def run_command(
     out.write(placed.describe() + "\n")
     for note in placed.notes_for(selection.start):
         out.write(f"note: {note}\n")
+    if agents:
+        _start_agents(placed, agents, selection.start, plan.exp_dir, ledger)
     if detach and not queues:
         ledger.close()
         log = plan.exp_dir / "controller.log"
@@ -187,11 +197,11 @@ def run_command(
         out.flush()
     progress = Progress(plan.exp_dir, len(selection.start), placed.capacity() or 1, stream=out,
                         live=False if first or detach else None)
-    preparer = RunPreparer(plan.exp_dir, selection.start, selection.attempts, chosen_steps,
-                           queued=placement.backend if queues else None)
+    preparer = RunPreparer(plan.exp_dir, [] if agents else selection.start, selection.attempts,
+                           chosen_steps, queued=placement.backend if queues else None)
     controller = Controller(plan.exp_dir, ledger, placed, progress, settings,
                             steps=chosen_steps, claim=preparer.claim)
-    code = controller.run(selection)
+    code = controller.run(Selection() if agents else selection)
     preparer.release_unstarted(controller.started)
     if queues and placed.active():
         out.write(f"{placed.active()} run(s) queued or running in {placement.backend}: "
@@ -200,6 +210,35 @@ def run_command(
         out.write(progress.summary() + "\n")
     ledger.close()
     raise typer.Exit(code)
+
+
+def _check_agents(agents: int | None, queues: bool, backend: str, *, tag: bool, sample: bool,
+                  rerun: bool) -> None:
+    if agents is None:
+        return
+    problem = None
+    if agents < 1:
+        problem = "--agents must be at least 1"
+    elif not queues:
+        problem = f"--agents places agents through a scheduler, not --backend {backend}"
+    elif tag or sample or rerun:
+        problem = "agents run every pending run: --agents goes without --tag, --sample, --force, " \
+                  "--retry-failed, --first and --steps"
+    if problem:
+        raise BadInput(problem, key="--agents",
+                       hint="on this machine, `expdeploy agent EXP_DIR` processes do the same")
+
+
+def _start_agents(placed: Backend, count: int, plans: Sequence[Mapping[str, Any]], exp_dir: Path,
+                  ledger: Ledger) -> None:
+    """The run directories (without claims: agents claim), then the agents themselves."""
+    from expdeploy.expdir import write_commands, write_run_dir
+
+    for record in plans:
+        write_run_dir(exp_dir, record)
+        write_commands(exp_dir, record)
+    jobs = placed.submit_agents(count, plans)
+    ledger.set_meta({"agent_arrays": [*(ledger.meta().get("agent_arrays") or []), *jobs]})
 
 
 def _backend_class(name: str) -> type[Backend]:

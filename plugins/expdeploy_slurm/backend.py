@@ -19,7 +19,7 @@ from expdeploy.errors import ExpdeployError
 from expdeploy.remote import LocalShell, RemoteError, Shell
 from expdeploy.targets import SlurmSettings
 from expdeploy_slurm import queue
-from expdeploy_slurm.script import Chunk, render
+from expdeploy_slurm.script import Chunk, agent_script, run_script
 
 POLL_FIRST, POLL_MAX = 0.5, 10.0  # seconds between polls: back off while nothing changes
 GONE_POLLS = 2  # a job out of the queue with no final run state twice in a row is over
@@ -58,6 +58,7 @@ class SlurmBackend(Backend):
         self.local_exp = options.exp_dir
         self.exp = options.remote_exp_dir or str(options.exp_dir)
         self.tracked: dict[str, _Tracked] = {}
+        self.agent_arrays: list[str] = []  # --agents: runs have no job of their own until claimed
         self.changed: list[dict[str, Any]] = []
         self.notes: list[str] = []
         self.interval = POLL_FIRST
@@ -129,11 +130,13 @@ class SlurmBackend(Backend):
 
     def _script(self, chunk: Chunk, part: Sequence[Task]) -> str:
         cwd = str(part[0].plan.get("cwd") if part[0].plan else self.exp)
-        return render(job_name=self.job_name(), exp_dir=self.exp, cwd=cwd, chunk=chunk,
-                      throttle=self.options.max_concurrent, settings=self.settings,
-                      signal=self.options.requeue_signal, max_retries=self.options.max_retries,
-                      python=(self.options.target.python if self.options.target else None) or "python3",
-                      runs=[t.plan["name"] for t in part if t.plan])
+        return run_script(job_name=self.job_name(), exp_dir=self.exp, cwd=cwd, chunk=chunk,
+                          throttle=self.options.max_concurrent, settings=self.settings,
+                          signal=self.options.requeue_signal, max_retries=self.options.max_retries,
+                          python=self._python(), runs=[t.plan["name"] for t in part if t.plan])
+
+    def _python(self) -> str:
+        return (self.options.target.python if self.options.target else None) or "python3"
 
     def preview(self, tasks: Sequence[Task]) -> str:
         chunks = self._chunks(tasks)
@@ -190,6 +193,34 @@ class SlurmBackend(Backend):
                              hint="put the code there first (rsync -a ./ HOST:DIR; `expdeploy env sync` "
                                   "comes with the SSH backend), or set the target's workdir and env")
 
+    def submit_agents(self, count: int, plans: Sequence[Mapping[str, Any]]) -> list[str]:
+        """`--agents K`: one array of K agents, each running pending runs until none remain; the
+        runs in `plans` are followed through their state files while any agent is alive."""
+        if self._remote():
+            self._check_remote([Task(p["run_id"], 0, p) for p in plans[:1]])
+        self._submissions += 1
+        base = f"{time.strftime('%Y%m%d-%H%M%S')}-{self._submissions}-agents"
+        chunk = Chunk(script=f"{self.exp}/slurm/{base}.sbatch", tasks_file="", count=count,
+                      resources=plans[0].get("resources") or {} if plans else {})
+        (self.local_exp / "slurm" / "logs").mkdir(parents=True, exist_ok=True)
+        cwd = str(plans[0].get("cwd") if plans else self.exp)
+        (self.local_exp / "slurm" / f"{base}.sbatch").write_text(agent_script(
+            job_name=self.job_name(), exp_dir=self.exp, cwd=cwd, chunk=chunk, settings=self.settings,
+            python=self._python()))
+        if self._remote():
+            self._push()
+        done = self.shell.run(f"sbatch --parsable {shlex.quote(chunk.script)}")
+        if done.code:
+            raise SlurmError(f"sbatch refused {chunk.script}: {_last_line(done.stderr)}",
+                             hint="check the target's partition/account/qos and the script")
+        job = done.stdout.strip().split(";")[0]
+        self.agent_arrays.append(job)
+        for plan in plans:  # a run's job is the agent that claims it: known from its state
+            self.tracked[plan["run_id"]] = _Tracked(plan["run_id"], plan["name"], 1, "")
+        self.notes.append(f"submitted {count} agent(s) as array job {job} for {len(plans)} run(s)")
+        self.next_poll = 0.0
+        return [job]
+
     def _push(self) -> None:
         """Put the experiment's plans, scripts and run dirs where the jobs run (remote targets)."""
         self.shell.push(self.local_exp, self.exp, excludes=("ledger.sqlite*", "state.json", "*.log",
@@ -207,11 +238,12 @@ class SlurmBackend(Backend):
             self.shell.run("xargs rm -f", stdin="\n".join(paths) + "\n")
 
     # following -----------------------------------------------------------------------------
-    def follow(self, runs: Sequence[Mapping[str, Any]]) -> None:
+    def follow(self, runs: Sequence[Mapping[str, Any]], agents: Sequence[str] = ()) -> None:
+        self.agent_arrays += [a for a in agents if a not in self.agent_arrays]
         for run in runs:
-            if run.get("job"):
+            if run.get("job") or agents:
                 self.tracked[run["run_id"]] = _Tracked(run["run_id"], run["name"], int(run["attempt"] or 0),
-                                                       str(run["job"]))
+                                                       str(run.get("job") or ""))
 
     def active(self) -> int:
         return sum(1 for t in self.tracked.values() if not t.done)
@@ -239,6 +271,10 @@ class SlurmBackend(Backend):
 
     def _look(self, open_runs: list[_Tracked]) -> list[dict[str, Any]]:
         in_queue = self._squeue()
+        if self.agent_arrays:  # a run waiting for an agent counts as queued while one lives
+            alive = any(queue.array_job(job) in self.agent_arrays and state in queue.LIVE
+                        for job, state in in_queue.items())
+            in_queue[""] = "RUNNING" if alive else "GONE"
         # a pending job has not touched its run's files, unless it ran before a requeue
         looked = [t for t in open_runs if in_queue.get(t.job) != "PENDING" or t.last[:1] == ("running",)]
         states = self._read_states(looked)
@@ -263,6 +299,9 @@ class SlurmBackend(Backend):
             tracked.attempt = int(state["attempt"])
         if record and record["state"] in worker.FINAL_STATES:
             tracked.done = True
+        elif not tracked.job and record is None:  # --agents: never claimed (yet)
+            tracked.done = job_state not in queue.LIVE
+            return None
         elif job_state in queue.LIVE:
             tracked.gone = 0
         else:  # out of the queue with no final state: over when Slurm says how it ended, or
@@ -295,7 +334,9 @@ class SlurmBackend(Backend):
     def _end_states(self, runs: Sequence[_Tracked]) -> dict[str, str]:
         """How jobs that left the queue ended: sacct where accounting is on, else scontrol
         (which knows a job until MinJobAge passes); {} when neither knows."""
-        arrays = sorted({queue.array_job(t.job) for t in runs})
+        arrays = sorted({queue.array_job(t.job) for t in runs if t.job})
+        if not arrays:
+            return {}
         if self.accounting():
             done = self.shell.run(f"sacct -n -X -P -o JobID,State -j {','.join(arrays)}")
             return queue.parse_table(done.stdout) if done.code == 0 else {}
@@ -342,9 +383,11 @@ class SlurmBackend(Backend):
     def cancel(self, keys: Sequence[str] | None = None, hard: bool = False) -> None:
         """scancel the array jobs of this experiment, or the array tasks of the runs named."""
         if keys is None:
-            jobs = sorted({queue.array_job(t.job) for t in self.tracked.values() if not t.done})
+            jobs = sorted({queue.array_job(t.job) for t in self.tracked.values() if t.job and not t.done}
+                          | set(self.agent_arrays))
         else:
-            jobs = [self.tracked[k].job for k in keys if k in self.tracked and not self.tracked[k].done]
+            jobs = [self.tracked[k].job for k in keys
+                    if k in self.tracked and self.tracked[k].job and not self.tracked[k].done]
         if not jobs:
             return
         done = self.shell.run(f"scancel {'--signal=KILL ' if hard else ''}{' '.join(jobs)}")

@@ -68,8 +68,7 @@ def header_lines(settings: SlurmSettings) -> list[str]:
 
 
 def render(*, job_name: str, exp_dir: str, cwd: str, chunk: Chunk, throttle: int | None,
-           settings: SlurmSettings, signal: str | None, max_retries: int, python: str,
-           runs: Sequence[str]) -> str:
+           settings: SlurmSettings, signal: str | None, about: Sequence[str], command: str) -> str:
     """The script text; it stays in the experiment directory and can be resubmitted by hand."""
     array = f"0-{chunk.count - 1}" + (f"%{throttle}" if throttle else "")
     options = [f"--job-name={job_name}", f"--array={array}",
@@ -77,18 +76,36 @@ def render(*, job_name: str, exp_dir: str, cwd: str, chunk: Chunk, throttle: int
                "--ntasks=1", *resource_options(chunk.resources, settings), *target_options(settings)]
     if signal:
         options.append(f"--signal=B:{signal}")
-    worker = f"{exp_dir}/.expdeploy/worker.py"
     lines = ["#!/bin/sh", *(f"#SBATCH {shlex.quote(o)}" if " " in o else f"#SBATCH {o}" for o in options)]
     lines += header_lines(settings)
-    lines += [
-        f"# expdeploy: {chunk.count} run(s) of {exp_dir}, one per array task; the runs, in array order,",
-        f"# are the lines of {chunk.tasks_file} (run id, attempt). Resubmit with: sbatch {chunk.script}",
-        *(f"#   {i}: {name}" for i, name in enumerate(runs[:20])),
-        *([f"#   ... and {len(runs) - 20} more"] if len(runs) > 20 else []),
-        *settings.setup,
-        f"exec {python} -I {shlex.quote(worker)} task {shlex.quote(exp_dir)} "
-        f"{shlex.quote(chunk.tasks_file)} \"$SLURM_ARRAY_TASK_ID\" --max-retries {max_retries} "
-        "--job \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\" "
-        "--requeue \"scontrol requeue ${SLURM_JOB_ID}\"",
-    ]
+    lines += [*(f"# {line}" for line in about), *settings.setup, f"exec {command}"]
     return "\n".join(lines) + "\n"
+
+
+def run_script(*, job_name: str, exp_dir: str, cwd: str, chunk: Chunk, throttle: int | None,
+               settings: SlurmSettings, signal: str | None, max_retries: int, python: str,
+               runs: Sequence[str]) -> str:
+    """An array with one run per task: the worker runs line $SLURM_ARRAY_TASK_ID of the tasks file."""
+    about = [f"expdeploy: {chunk.count} run(s) of {exp_dir}, one per array task; the runs, in array order,",
+             f"are the lines of {chunk.tasks_file} (run id, attempt). Resubmit with: sbatch {chunk.script}",
+             *(f"  {i}: {name}" for i, name in enumerate(runs[:20])),
+             *([f"  ... and {len(runs) - 20} more"] if len(runs) > 20 else [])]
+    worker = f"{exp_dir}/.expdeploy/worker.py"
+    command = (f"{python} -I {shlex.quote(worker)} task {shlex.quote(exp_dir)} "
+               f"{shlex.quote(chunk.tasks_file)} \"$SLURM_ARRAY_TASK_ID\" --max-retries {max_retries} "
+               "--job \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\" "
+               "--requeue \"scontrol requeue ${SLURM_JOB_ID}\"")
+    return render(job_name=job_name, exp_dir=exp_dir, cwd=cwd, chunk=chunk, throttle=throttle,
+                  settings=settings, signal=signal, about=about, command=command)
+
+
+def agent_script(*, job_name: str, exp_dir: str, cwd: str, chunk: Chunk, settings: SlurmSettings,
+                 python: str) -> str:
+    """An array of agents: each task claims and runs pending runs until none remain."""
+    about = [f"expdeploy: {chunk.count} agent(s) for {exp_dir}; each claims pending runs (files created",
+             "O_EXCL in the run directories) and runs them one at a time until none remain.",
+             f"Resubmit with: sbatch {chunk.script}"]
+    worker = f"{exp_dir}/.expdeploy/worker.py"
+    return render(job_name=job_name, exp_dir=exp_dir, cwd=cwd, chunk=chunk, throttle=None,
+                  settings=settings, signal=None, about=about,
+                  command=f"{python} -I {shlex.quote(worker)} agent {shlex.quote(exp_dir)}")

@@ -5,6 +5,8 @@ warning signal, cancel, and status with and without accounting."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -286,3 +288,48 @@ def test_remote_target_with_missing_workdir_starts_nothing(project: Project, ssh
     assert "Traceback" not in done.stderr
     assert "ed-nowhere-" not in slurm.run("squeue", "-h", "-o", "%j")
     assert not list(project.exp("nowhere").glob("runs/*/claim.*")), "claims given back"
+
+
+def test_agents_run_every_run_exactly_once(slurm_project: Project, slurm: Any) -> None:
+    slurm_project.write("short.yml", """
+        name: short
+        command: echo {i} >> {exp_dir}/ran.txt
+        grid:
+          i: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    """)
+    done = slurm_project.run("run", "short.yml", "--backend", "slurm", "--agents", "3", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "submitted 3 agent(s) as array job" in done.stdout
+    ran = (slurm_project.exp("short") / "ran.txt").read_text().split()
+    assert sorted(map(int, ran)) == list(range(12)), "each run exactly once"
+    rows = ledger_rows(slurm_project, "short")
+    assert {r["state"] for r in rows.values()} == {"succeeded"}
+    agents = {r["job"] for r in rows.values()}
+    (array,) = {job.split("_")[0] for job in agents}
+    assert agents <= {f"{array}_{i}" for i in range(3)}, "runs recorded with the agent that ran them"
+    script = next((slurm_project.exp("short") / "slurm").glob("*-agents.sbatch")).read_text()
+    assert "#SBATCH --array=0-2\n" in script and " agent " in script
+
+
+def test_run_whose_job_died_is_lost_and_resubmitted(slurm_project: Project, slurm: Any) -> None:
+    slurm_project.write("node.yml", """
+        name: node
+        command: test {x} = 2 || test -e {run_dir}/again || (touch {run_dir}/again; sleep 300)
+        grid:
+          x: [1, 2]
+    """)
+    done = slurm_project.run("run", "node.yml", "--backend", "slurm", "--detach")
+    assert done.returncode == 0, done.stdout + done.stderr
+    marker = f"{slurm_project.exp('node')}/runs/x=1/again"  # this test's processes only
+    wait_until(lambda: processes_with(marker), 60, "run x=1 in its long first attempt")
+    # its worker dies with no chance to record anything, as when a node fails
+    for pid in processes_with(f"{slurm_project.exp('node')}/.expdeploy/worker.py task"):
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: states_of(slurm_project, "node") == {"x=1": "lost", "x=2": "succeeded"}, 60,
+               "x=1 recorded lost")
+    again = slurm_project.run("run", "node.yml", "--backend", "slurm", timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 of 2 runs to start (1 already succeeded)" in again.stdout
+    assert states_of(slurm_project, "node") == {"x=1": "succeeded", "x=2": "succeeded"}
+    assert ledger_rows(slurm_project, "node")["x=1"]["attempt"] == 2
+    assert not processes_with(marker), "the lost attempt's processes were killed"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from expdeploy_slurm.queue import expand_job_ids, parse_config, parse_scontrol, parse_table
-from expdeploy_slurm.script import Chunk, render, resource_options, slurm_time
+from expdeploy_slurm.script import Chunk, resource_options, run_script, slurm_time
 
 from expdeploy.errors import BadInput
 from expdeploy.targets import SlurmSettings
@@ -23,7 +23,7 @@ def _script(header: str | None = None) -> str:
     chunk = Chunk(script="/work/me/exp/slurm/20261122-101010-1-0.sbatch",
                   tasks_file="/work/me/exp/slurm/20261122-101010-1-0.tasks", count=3,
                   resources={"gpus": 1, "cpus": 4, "mem": "8G", "time": "90m"})
-    return render(job_name="ed-exp-1a2b3c4d", exp_dir="/work/me/exp", cwd="/work/me/proj", chunk=chunk,
+    return run_script(job_name="ed-exp-1a2b3c4d", exp_dir="/work/me/exp", cwd="/work/me/proj", chunk=chunk,
                   throttle=2, settings=settings, signal="USR1@60", max_retries=2, python="python3",
                   runs=["lr=0.1", "lr=0.01", "lr=0.001"])
 
