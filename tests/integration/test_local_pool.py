@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from expdeploy_local.gpus import GpuReading, NvmlProbe, free_gpus
-from expdeploy_local.locks import SlotLock
-from expdeploy_local.pool import LocalBackend
 from typer.testing import CliRunner
 
 from expdeploy import worker
 from expdeploy.backend import Backend, BackendOptions, Task, Waker
 from expdeploy.cli import app
 from expdeploy.plugins import get_plugin_manager, hookimpl
+from expdeploy_local.gpus import GpuReading, NvmlProbe, free_gpus
+from expdeploy_local.locks import SlotLock
+from expdeploy_local.pool import LocalBackend
 
 # Readings as NVML reports them on a shared 4-GPU box: GPU 1 holds someone's model,
 # GPU 2 is busy computing, GPUs 0 and 3 are idle.

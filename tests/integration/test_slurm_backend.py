@@ -260,7 +260,7 @@ def test_remote_target_submits_through_ssh(project: Project, sshd: Any, slurm: A
     _remote_target(project, sshd, slurm, str(remote))
     project.write("grid.yml", """
         name: far
-        command: echo {x} $(cat data.txt) in $(pwd) > {run_dir}/out.txt
+        command: echo {x} $(cat data.txt) in $(pwd) | tee {run_dir}/out.txt
         grid:
           x: [1, 2]
     """)
@@ -276,6 +276,9 @@ def test_remote_target_submits_through_ssh(project: Project, sshd: Any, slurm: A
     assert not (project.exp("far") / "runs" / "x=2" / "state.json").exists(), "states stay on the login node"
     assert (far / "ledger.sqlite").exists() is False, "the ledger stays on this machine"
     assert len(list((far / "slurm").glob("*.sbatch"))) == 1
+    logs = project.run("logs", "x=2", "--exp", str(project.exp("far")))  # read over SSH
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout == f"2 remote data in {remote}\n"
 
 
 def test_remote_target_with_missing_workdir_starts_nothing(project: Project, sshd: Any, slurm: Any) -> None:

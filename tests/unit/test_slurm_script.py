@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
-from expdeploy_slurm.queue import expand_job_ids, parse_config, parse_scontrol, parse_table
-from expdeploy_slurm.script import Chunk, resource_options, run_script, slurm_time
 
 from expdeploy.errors import BadInput
 from expdeploy.targets import SlurmSettings
+from expdeploy_slurm.queue import expand_job_ids, parse_config, parse_scontrol, parse_table
+from expdeploy_slurm.script import Chunk, resource_options, run_script, slurm_time
 
 GOLDEN = Path(__file__).parent / "golden" / "array.sbatch"
 
