@@ -4,22 +4,25 @@ and cancels with `scancel`; on this machine or on a target's login node over SSH
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from expdeploy import worker
 from expdeploy.backend import Backend, BackendOptions, Task, Waker
 from expdeploy.errors import ExpdeployError
-from expdeploy.remote import LocalShell, RemoteError, Shell
-from expdeploy.targets import SlurmSettings
+from expdeploy.params import run_id_of
 from expdeploy_slurm import queue
-from expdeploy_slurm.script import Chunk, agent_script, run_script
+
+# Registering the backend imports this module at every `expdeploy run`, whatever the backend:
+# what only Slurm runs need (SSH, targets, scripts) is imported when a SlurmBackend is made.
+if TYPE_CHECKING:
+    from expdeploy.remote import Shell
+    from expdeploy_slurm.script import Chunk
 
 POLL_FIRST, POLL_MAX = 0.5, 10.0  # seconds between polls: back off while nothing changes
 GONE_POLLS = 2  # a job out of the queue with no final run state twice in a row is over
@@ -48,13 +51,15 @@ class SlurmBackend(Backend):
 
     def __init__(self, options: BackendOptions, shell: Shell | None = None) -> None:
         super().__init__(options)
+        from expdeploy.remote import LocalShell, shell_for
+        from expdeploy.targets import SlurmSettings
+
         target = options.target
         self.settings = target.slurm if target else SlurmSettings()
         if shell is None and target is not None:
-            from expdeploy.remote import shell_for
-
             shell = shell_for(target)
         self.shell = shell or LocalShell()
+        self.local_shell = isinstance(self.shell, LocalShell)
         self.local_exp = options.exp_dir
         self.exp = options.remote_exp_dir or str(options.exp_dir)
         self.tracked: dict[str, _Tracked] = {}
@@ -98,13 +103,14 @@ class SlurmBackend(Backend):
 
     def job_name(self) -> str:
         """Unique per experiment directory, so `squeue --name` finds exactly this experiment."""
-        digest = hashlib.sha256(self.exp.encode()).hexdigest()[:8]
+        digest = run_id_of(self.exp)[:8]
         return f"ed-{Path(self.exp).name[:40]}-{digest}"
 
     # submitting ----------------------------------------------------------------------------
     def _chunks(self, tasks: Sequence[Task]) -> list[tuple[Chunk, list[Task]]]:
         """Tasks grouped by resources (one array has one resource request), split at MaxArraySize;
         their tasks files and scripts written into <exp>/slurm/."""
+        from expdeploy_slurm.script import Chunk
         groups: dict[str, list[Task]] = {}
         for task in tasks:
             assert task.plan is not None, "the Slurm backend places runs (agents come with --agents)"
@@ -129,6 +135,8 @@ class SlurmBackend(Backend):
         return chunks
 
     def _script(self, chunk: Chunk, part: Sequence[Task]) -> str:
+        from expdeploy_slurm.script import run_script
+
         cwd = str(part[0].plan.get("cwd") if part[0].plan else self.exp)
         return run_script(job_name=self.job_name(), exp_dir=self.exp, cwd=cwd, chunk=chunk,
                           throttle=self.options.max_concurrent, settings=self.settings,
@@ -178,7 +186,7 @@ class SlurmBackend(Backend):
 
     def _remote(self) -> bool:
         """Do the runs execute on another machine or at another path (files must be copied)?"""
-        return self.exp != str(self.local_exp) or not isinstance(self.shell, LocalShell)
+        return self.exp != str(self.local_exp) or not self.local_shell
 
     def _check_remote(self, tasks: Sequence[Task]) -> None:
         """The code must already be where the runs execute; say so before anything is queued."""
@@ -196,6 +204,8 @@ class SlurmBackend(Backend):
     def submit_agents(self, count: int, plans: Sequence[Mapping[str, Any]]) -> list[str]:
         """`--agents K`: one array of K agents, each running pending runs until none remain; the
         runs in `plans` are followed through their state files while any agent is alive."""
+        from expdeploy_slurm.script import Chunk, agent_script
+
         if self._remote():
             self._check_remote([Task(p["run_id"], 0, p) for p in plans[:1]])
         self._submissions += 1
@@ -262,7 +272,7 @@ class SlurmBackend(Backend):
             return changed
         try:
             changed += self._look(open_runs)
-        except (RemoteError, SlurmError, OSError) as exc:
+        except (ExpdeployError, OSError) as exc:  # RemoteError, SlurmError
             self.notes.append(f"warning: could not ask Slurm for job states ({exc}); "
                               f"trying again in {self.interval:.0f}s")
         self.interval = POLL_FIRST if changed else min(self.interval * 1.5, POLL_MAX)
@@ -354,7 +364,7 @@ class SlurmBackend(Backend):
         """state.json of each run: read here, or in one round trip to the login node."""
         if not runs:
             return {}
-        if isinstance(self.shell, LocalShell) and self.exp == str(self.local_exp):
+        if self.local_shell and self.exp == str(self.local_exp):
             found = {t.run_id: worker.read_json(f"{self._run_dir(t)}/state.json") for t in runs}
             return {k: v for k, v in found.items() if v}
         script = ('while read -r d; do printf "%s\\t" "$d"; '
@@ -373,7 +383,7 @@ class SlurmBackend(Backend):
     def _write_state(self, record: dict[str, Any]) -> None:
         """Record a vanished job's end in the run's state.json, so files and ledger agree."""
         path = f"{self.exp}/runs/{record['name']}/state.json"
-        if isinstance(self.shell, LocalShell) and self.exp == str(self.local_exp):
+        if self.local_shell and self.exp == str(self.local_exp):
             worker.write_json_atomic(path, record)
             return
         quoted = shlex.quote(path)
