@@ -155,14 +155,9 @@ class Controller:
                 self.backend.cancel(hard=True)
             blocked = self._start(queue) if stopping_since is None else False
             if self.settings.detach and self.backend.queues and not queue:
-                for record in self.backend.poll():  # the job ids, into the ledger
-                    self._handle(record, queue)
-                self._notes()
+                self._poll(queue)  # the job ids, into the ledger
                 return
-            changed = self.backend.poll()
-            self._notes()
-            for record in changed:
-                self._handle(record, queue)
+            changed = self._poll(queue)
             if now - flushed > FLUSH_EVERY:
                 self._flush()
                 flushed = now
@@ -176,9 +171,19 @@ class Controller:
                     timeout = min(timeout, 0.2)
                 self.backend.wait(timeout, waker)
 
-    def _notes(self) -> None:
+    def _poll(self, queue: deque[_Queued]) -> int:
+        """Fold what changed into progress and the ledger buffer; how many records changed."""
+        changed = self.backend.poll()
         for note in self.backend.drain_notes():
             self.progress.note(note)
+        for record in changed:
+            self._handle(record, queue)
+        return len(changed)
+
+    def _task(self, item: _Queued) -> Task:
+        return Task(item.plan["run_id"], item.attempt, item.plan,
+                    gpus=int(item.plan.get("resources", {}).get("gpus", 0)), steps=self.steps,
+                    terminal=self.settings.first)
 
     def _start(self, queue: deque[_Queued]) -> bool:
         """Claim and submit from the front of the queue; True when runs wait for room."""
@@ -191,9 +196,7 @@ class Controller:
                 if not self.claim(item.plan, item.attempt):
                     queue.popleft()  # another controller or agent took it
                     continue
-                item.task = Task(item.plan["run_id"], item.attempt, item.plan,
-                                 gpus=int(item.plan.get("resources", {}).get("gpus", 0)),
-                                 steps=self.steps, terminal=self.settings.first)
+                item.task = self._task(item)
             if not self.backend.submit([item.task]):
                 return True
             queue.popleft()
@@ -207,11 +210,14 @@ class Controller:
         while queue:
             item = queue.popleft()
             if self.claim(item.plan, item.attempt):
-                item.task = Task(item.plan["run_id"], item.attempt, item.plan,
-                                 gpus=int(item.plan.get("resources", {}).get("gpus", 0)), steps=self.steps)
+                item.task = self._task(item)
                 batch.append(item)
         if batch:
-            self.backend.submit([item.task for item in batch if item.task is not None])
+            try:
+                self.backend.submit([item.task for item in batch if item.task is not None])
+            except BaseException:
+                self._poll(queue)  # what did reach the queue before the error
+                raise
             for item in batch:
                 self.submitted[item.plan["run_id"]] = item
                 self.started.add(item.plan["run_id"])

@@ -170,6 +170,8 @@ def run_command(
             placed = make_backend(placement, options)
             out.write(placed.preview([Task(r["run_id"], selection.attempts[r["run_id"]], r)
                                       for r in selection.start]))
+            for note in placed.drain_notes():
+                out.write(f"note: {note}\n")
             return
         for record in selection.start[:20]:
             out.write(f"  {record['name']}\n")

@@ -59,9 +59,10 @@ class SlurmBackend(Backend):
         if shell is None and target is not None:
             shell = shell_for(target)
         self.shell = shell or LocalShell()
-        self.local_shell = isinstance(self.shell, LocalShell)
         self.local_exp = options.exp_dir
         self.exp = options.remote_exp_dir or str(options.exp_dir)
+        # the runs' files are elsewhere (another host or path): copied there, read from there
+        self.remote = self.exp != str(self.local_exp) or not isinstance(self.shell, LocalShell)
         self.tracked: dict[str, _Tracked] = {}
         self.agent_arrays: list[str] = []  # --agents: runs have no job of their own until claimed
         self.changed: list[dict[str, Any]] = []
@@ -117,10 +118,8 @@ class SlurmBackend(Backend):
             key = json.dumps(task.plan.get("resources") or {}, sort_keys=True)
             groups.setdefault(key, []).append(task)
         size = self.max_array_size()
-        self._submissions += 1
-        stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{self._submissions}"
+        stamp = self._script_base()
         slurm_dir = self.local_exp / "slurm"
-        (slurm_dir / "logs").mkdir(parents=True, exist_ok=True)
         chunks: list[tuple[Chunk, list[Task]]] = []
         for group in groups.values():
             for start in range(0, len(group), size):
@@ -156,74 +155,77 @@ class SlurmBackend(Backend):
     def submit(self, tasks: Sequence[Task]) -> int:
         if not tasks:
             return 0
-        if self._remote():
-            self._check_remote(tasks)
-        chunks = self._chunks(tasks)
-        if self._remote():
-            self._push()
-        previous: str | None = None
-        for number, (chunk, part) in enumerate(chunks):
-            # a throttle holds across chunks only if they run one after the other
-            after = f" --dependency=afterany:{previous}" if previous and self.options.max_concurrent else ""
-            done = self.shell.run(f"sbatch --parsable{after} {shlex.quote(chunk.script)}")
-            if done.code:
-                unsent = [t for _, rest in chunks[number:] for t in rest]
-                self._release(unsent)
-                raise SlurmError(f"sbatch refused {chunk.script}: {_last_line(done.stderr)}",
-                                 hint=f"{len(tasks) - len(unsent)} of {len(tasks)} runs were submitted; "
-                                      "check the target's partition/account/qos and the script")
-            previous = done.stdout.strip().split(";")[0]
-            for index, task in enumerate(part):
-                assert task.plan is not None
-                job = f"{previous}_{index}"
-                self.tracked[task.key] = _Tracked(task.key, task.plan["name"], task.attempt, job)
-                self.changed.append({"run_id": task.key, "name": task.plan["name"], "attempt": task.attempt,
-                                     "state": "pending", "job": job})
-            self.notes.append(f"submitted {chunk.count} run(s) as array job {previous} "
-                              f"({Path(chunk.script).name})")
+        sent = 0
+        try:
+            if self.remote:
+                self._check_remote(str((tasks[0].plan or {}).get("cwd") or self.exp))
+            chunks = self._chunks(tasks)
+            if self.remote:
+                self._push()
+            previous: str | None = None
+            for chunk, part in chunks:
+                # a throttle holds across chunks only if they run one after the other
+                previous = self._sbatch(chunk.script, previous if self.options.max_concurrent else None)
+                for index, task in enumerate(part):
+                    assert task.plan is not None
+                    job = f"{previous}_{index}"
+                    self.tracked[task.key] = _Tracked(task.key, task.plan["name"], task.attempt, job)
+                    self.changed.append({"run_id": task.key, "name": task.plan["name"],
+                                         "attempt": task.attempt, "state": "pending", "job": job})
+                sent += len(part)
+                self.notes.append(f"submitted {chunk.count} run(s) as array job {previous} "
+                                  f"({Path(chunk.script).name})")
+        except SlurmError as error:
+            self._release(tasks[sent:])
+            if sent:
+                error.hint = f"{sent} of {len(tasks)} runs were submitted; {error.hint}"
+            raise
         self.next_poll = 0.0
         return len(tasks)
 
-    def _remote(self) -> bool:
-        """Do the runs execute on another machine or at another path (files must be copied)?"""
-        return self.exp != str(self.local_exp) or not self.local_shell
+    def _sbatch(self, script: str, after: str | None = None) -> str:
+        """Submit one script; its job id."""
+        dependency = f" --dependency=afterany:{after}" if after else ""
+        done = self.shell.run(f"sbatch --parsable{dependency} {shlex.quote(script)}")
+        if done.code:
+            raise SlurmError(f"sbatch refused {script}: {_last_line(done.stderr)}",
+                             hint="check the target's partition/account/qos and the script")
+        return done.stdout.strip().split(";")[0]
 
-    def _check_remote(self, tasks: Sequence[Task]) -> None:
+    def _check_remote(self, cwd: str) -> None:
         """The code must already be where the runs execute; say so before anything is queued."""
-        cwd = str((tasks[0].plan or {}).get("cwd") or self.exp)
         done = self.shell.run(f"if ! test -d {shlex.quote(cwd)}; then echo nodir; "
                               "elif ! command -v sbatch >/dev/null; then echo nosbatch; fi")
         problem = {"nodir": f"the work directory {cwd} does not exist",
                    "nosbatch": "sbatch is not on PATH"}.get(done.stdout.strip())
         if problem or done.code:
-            self._release(tasks)
             raise SlurmError(f"{self.shell.label}: {problem or _last_line(done.stderr)}",
                              hint="put the code there first (rsync -a ./ HOST:DIR; `expdeploy env sync` "
                                   "comes with the SSH backend), or set the target's workdir and env")
+
+    def _script_base(self, suffix: str = "") -> str:
+        """A new name for a submission's files in <exp>/slurm/ (its directory made)."""
+        self._submissions += 1
+        (self.local_exp / "slurm" / "logs").mkdir(parents=True, exist_ok=True)
+        return f"{time.strftime('%Y%m%d-%H%M%S')}-{self._submissions}{suffix}"
 
     def submit_agents(self, count: int, plans: Sequence[Mapping[str, Any]]) -> list[str]:
         """`--agents K`: one array of K agents, each running pending runs until none remain; the
         runs in `plans` are followed through their state files while any agent is alive."""
         from expdeploy_slurm.script import Chunk, agent_script
 
-        if self._remote():
-            self._check_remote([Task(p["run_id"], 0, p) for p in plans[:1]])
-        self._submissions += 1
-        base = f"{time.strftime('%Y%m%d-%H%M%S')}-{self._submissions}-agents"
+        cwd = str(plans[0].get("cwd") if plans else self.exp)
+        if self.remote:
+            self._check_remote(cwd)
+        base = self._script_base("-agents")
         chunk = Chunk(script=f"{self.exp}/slurm/{base}.sbatch", tasks_file="", count=count,
                       resources=plans[0].get("resources") or {} if plans else {})
-        (self.local_exp / "slurm" / "logs").mkdir(parents=True, exist_ok=True)
-        cwd = str(plans[0].get("cwd") if plans else self.exp)
         (self.local_exp / "slurm" / f"{base}.sbatch").write_text(agent_script(
             job_name=self.job_name(), exp_dir=self.exp, cwd=cwd, chunk=chunk, settings=self.settings,
             python=self._python()))
-        if self._remote():
+        if self.remote:
             self._push()
-        done = self.shell.run(f"sbatch --parsable {shlex.quote(chunk.script)}")
-        if done.code:
-            raise SlurmError(f"sbatch refused {chunk.script}: {_last_line(done.stderr)}",
-                             hint="check the target's partition/account/qos and the script")
-        job = done.stdout.strip().split(";")[0]
+        job = self._sbatch(chunk.script)
         self.agent_arrays.append(job)
         for plan in plans:  # a run's job is the agent that claims it: known from its state
             self.tracked[plan["run_id"]] = _Tracked(plan["run_id"], plan["name"], 1, "")
@@ -244,7 +246,7 @@ class SlurmBackend(Backend):
             local = worker.claim_path(worker.run_dir_of(str(self.local_exp), dict(task.plan)), task.attempt)
             Path(local).unlink(missing_ok=True)
             paths.append(worker.claim_path(worker.run_dir_of(self.exp, dict(task.plan)), task.attempt))
-        if self._remote():
+        if self.remote:
             self.shell.run("xargs rm -f", stdin="\n".join(paths) + "\n")
 
     # following -----------------------------------------------------------------------------
@@ -364,7 +366,7 @@ class SlurmBackend(Backend):
         """state.json of each run: read here, or in one round trip to the login node."""
         if not runs:
             return {}
-        if self.local_shell and self.exp == str(self.local_exp):
+        if not self.remote:
             found = {t.run_id: worker.read_json(f"{self._run_dir(t)}/state.json") for t in runs}
             return {k: v for k, v in found.items() if v}
         script = ('while read -r d; do printf "%s\\t" "$d"; '
@@ -383,7 +385,7 @@ class SlurmBackend(Backend):
     def _write_state(self, record: dict[str, Any]) -> None:
         """Record a vanished job's end in the run's state.json, so files and ledger agree."""
         path = f"{self.exp}/runs/{record['name']}/state.json"
-        if self.local_shell and self.exp == str(self.local_exp):
+        if not self.remote:
             worker.write_json_atomic(path, record)
             return
         quoted = shlex.quote(path)

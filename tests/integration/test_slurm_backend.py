@@ -336,3 +336,22 @@ def test_run_whose_job_died_is_lost_and_resubmitted(slurm_project: Project, slur
     assert states_of(slurm_project, "node") == {"x=1": "succeeded", "x=2": "succeeded"}
     assert ledger_rows(slurm_project, "node")["x=1"]["attempt"] == 2
     assert not processes_with(marker), "the lost attempt's processes were killed"
+
+
+def test_sbatch_refusal_is_one_line_and_gives_the_claims_back(slurm_project: Project, slurm: Any) -> None:
+    slurm_project.write("expdeploy.toml", """
+        [targets.here]
+        backend = "slurm"
+        [targets.here.slurm]
+        partition = "nosuch"
+    """)
+    slurm_project.write("grid.yml", "name: refused\ncommand: echo {x}\ngrid:\n  x: [1, 2]\n")
+    done = slurm_project.run("run", "grid.yml", "--target", "here")
+    assert done.returncode == 1
+    assert "sbatch refused" in done.stderr and "invalid partition" in done.stderr.lower()
+    assert "Traceback" not in done.stderr
+    assert not list(slurm_project.exp("refused").glob("runs/*/claim.*")), "claims given back"
+    assert set(states_of(slurm_project, "refused").values()) == {"pending"}
+    again = slurm_project.run("run", "grid.yml", "--backend", "slurm")  # the runs are not stuck
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert set(states_of(slurm_project, "refused").values()) == {"succeeded"}

@@ -91,3 +91,31 @@ def test_real_process_prints_no_traceback_unless_debug(tmp_path: Path) -> None:
     assert "Traceback" not in plain.stderr
     debug = subprocess.run([*cmd, "--debug", "plan", str(spec)], capture_output=True, text=True)
     assert "Traceback" in debug.stderr and "SpecError" in debug.stderr
+
+
+RUN_FLAG_CASES = [
+    # (extra arguments to `run`, key in the message, words in the message)
+    (["--agents", "2"], "--agents", "not --backend local"),
+    (["--backend", "slurm", "--agents", "0"], "--agents", "at least 1"),
+    (["--backend", "slurm", "--agents", "2", "--tag", "x"], "--agents", "without --tag"),
+    (["--backend", "slurm", "--signal", "TERM@60"], "--signal", "USR1@SECONDS"),
+    (["--backend", "slurm", "--max-concurrent", "0"], "--max-concurrent", "at least 1"),
+    (["--backend", "slurm", "--steps", "main"], "--steps", "not available with --backend slurm"),
+    (["--backend", "nope"], "--backend", "unknown backend 'nope'"),
+    (["--target", "nowhere"], "", "nowhere"),
+    (["--target", "here", "--backend", "local"], "--backend", "is a slurm target"),
+]
+
+
+@pytest.mark.parametrize(("args", "key", "message"), RUN_FLAG_CASES)
+def test_bad_run_flags_are_exit_2_and_nothing_written(cli: Callable[..., Any], tmp_path: Path,
+                                                     args: list[str], key: str, message: str) -> None:
+    spec = tmp_path / "ok.yml"
+    spec.write_text("command: run {x}\ngrid: {x: [1, 2]}\n")
+    (tmp_path / "expdeploy.toml").write_text('[targets.here]\nbackend = "slurm"\n')
+    result = cli("run", str(spec), *args)
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip().splitlines()[0]
+    assert line.startswith("error: ") and key in line and message in line, line
+    assert "Traceback" not in result.output + result.stderr
+    assert not (tmp_path / "experiments").exists(), "nothing written"
