@@ -16,22 +16,7 @@ off) plugin=accounting_storage/none gather=jobacct_gather/none ;;
     exit 2
     ;;
 esac
-alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
-# wait_for SECONDS COMMAND...: retry COMMAND until it succeeds, for at most SECONDS
-wait_for() {
-    local end=$((SECONDS + $1))
-    shift
-    until "$@"; do
-        ((SECONDS < end)) || return 1
-        sleep 0.1
-    done
-}
-stopped() { # all of these pids gone
-    local pid
-    for pid; do
-        ! kill -0 "$pid" 2>/dev/null || return 1
-    done
-}
+source "$(dirname "$0")"/lib.sh
 stop() { # pid files: TERM all, then wait (each takes about 2 s to shut down)
     local file pids=()
     for file; do

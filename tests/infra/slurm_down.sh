@@ -6,22 +6,7 @@ BASE=${BASE:-/tmp/expdeploy-test/slurm}
 export SLURM_CONF=$BASE/etc/slurm.conf
 export PATH=$PATH:/usr/sbin:/sbin
 
-alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
-# wait_for SECONDS COMMAND...: retry COMMAND until it succeeds, for at most SECONDS
-wait_for() {
-    local end=$((SECONDS + $1))
-    shift
-    until "$@"; do
-        ((SECONDS < end)) || return 1
-        sleep 0.1
-    done
-}
-stopped() { # all of these pids gone
-    local pid
-    for pid; do
-        ! kill -0 "$pid" 2>/dev/null || return 1
-    done
-}
+source "$(dirname "$0")"/lib.sh
 no_jobs() { [[ -z $(squeue -h -o %i 2>/dev/null) ]]; }
 stop() { # pid files: TERM all at once (each daemon takes about 2 s to exit), KILL after 15 s
     local file pids=()

@@ -34,16 +34,7 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! comm
     apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null
 fi
 
-alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
-# wait_for SECONDS COMMAND...: retry COMMAND until it succeeds, for at most SECONDS
-wait_for() {
-    local end=$((SECONDS + $1))
-    shift
-    until "$@"; do
-        ((SECONDS < end)) || return 1
-        sleep 0.1
-    done
-}
+source "$(dirname "$0")"/lib.sh
 munge_ok() {
     munge -S "$MUNGE"/munge.socket -n 2>/dev/null | unmunge -S "$MUNGE"/munge.socket >/dev/null 2>&1
 }

@@ -24,16 +24,7 @@ if ! command -v slurmdbd >/dev/null || ! command -v mariadbd >/dev/null; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends slurmdbd mariadb-server >/dev/null
 fi
-alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
-# wait_for SECONDS COMMAND...: retry COMMAND until it succeeds, for at most SECONDS
-wait_for() {
-    local end=$((SECONDS + $1))
-    shift
-    until "$@"; do
-        ((SECONDS < end)) || return 1
-        sleep 0.1
-    done
-}
+source "$(dirname "$0")"/lib.sh
 db() { mariadb --no-defaults --socket="$DB"/mysqld.sock "$@"; }
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

@@ -248,19 +248,20 @@ def _clear_queue(cluster: SlurmCluster) -> None:
         cluster.wait_idle()
 
 
+def _with_accounting(cluster: SlurmCluster, on: bool) -> Iterator[SlurmCluster]:
+    cluster.set_accounting(on)
+    _clear_queue(cluster)
+    yield cluster
+    _clear_queue(cluster)
+
+
 @pytest.fixture
 def slurm(slurm_session: SlurmCluster) -> Iterator[SlurmCluster]:
     """The cluster with accounting off and an empty queue; the test's jobs are cancelled afterwards."""
-    slurm_session.set_accounting(False)
-    _clear_queue(slurm_session)
-    yield slurm_session
-    _clear_queue(slurm_session)
+    yield from _with_accounting(slurm_session, False)
 
 
 @pytest.fixture
 def slurm_acct(slurm_session: SlurmCluster) -> Iterator[SlurmCluster]:
     """The cluster with accounting on (real sacct) and an empty queue; jobs are cancelled afterwards."""
-    slurm_session.set_accounting(True)
-    _clear_queue(slurm_session)
-    yield slurm_session
-    _clear_queue(slurm_session)
+    yield from _with_accounting(slurm_session, True)
