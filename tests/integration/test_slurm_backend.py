@@ -325,6 +325,10 @@ def test_run_whose_job_died_is_lost_and_resubmitted(slurm_project: Project, slur
     assert done.returncode == 0, done.stdout + done.stderr
     marker = f"{slurm_project.exp('node')}/runs/x=1/again"  # this test's processes only
     wait_until(lambda: processes_with(marker), 60, "run x=1 in its long first attempt")
+    # only x=1's worker may die: x=2's array task can still be starting when x=1 sleeps
+    x2_state = slurm_project.exp("node") / "runs" / "x=2" / "state.json"
+    wait_until(lambda: x2_state.exists() and json.loads(x2_state.read_text())["state"] == "succeeded", 60,
+               "run x=2 succeeded")
     # its worker dies with no chance to record anything, as when a node fails
     for pid in processes_with(f"{slurm_project.exp('node')}/.expdeploy/worker.py task"):
         os.kill(pid, signal.SIGKILL)
