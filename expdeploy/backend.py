@@ -49,6 +49,8 @@ class BackendOptions:
     max_concurrent: int | None = None  # runs at once (a scheduler's array throttle)
     max_retries: int = 0  # for backends that retry on the compute side
     requeue_signal: str | None = None  # e.g. USR1@60: warning before the time limit
+    remote_cwd: str | None = None  # the runs' working directory where they execute
+    host_timeout: float = 60.0  # seconds a host may stay unreachable before its runs are lost
 
 
 class Backend(ABC):

@@ -91,6 +91,7 @@ class _Queued:
     plan: Mapping[str, Any]
     attempt: int
     retries_left: int
+    restarts_left: int = 3  # after being lost
     task: Task | None = None
 
 
@@ -227,11 +228,18 @@ class Controller:
 
     def _handle(self, record: dict[str, Any], queue: deque[_Queued]) -> None:
         self.buffer[record["run_id"]] = record
-        final = record["state"] in worker.FINAL_STATES
+        final = record["state"] in (*worker.FINAL_STATES, "lost")
         item = self.submitted.pop(record["run_id"], None) if final else None
         if record["state"] == "failed" and item and item.retries_left > 0 and not self.interrupts:
             self.progress.retry(record, item.retries_left)
             queue.append(_Queued(item.plan, item.attempt + 1, item.retries_left - 1))
+            return
+        # a run lost with its host is not its own failure: it starts again at once elsewhere (a
+        # queueing backend's lost runs are resubmitted by the next `run`)
+        if record["state"] == "lost" and item and not self.backend.queues and not self.interrupts \
+                and item.restarts_left > 0:
+            self.progress.retry(record, item.restarts_left)
+            queue.append(_Queued(item.plan, item.attempt + 1, item.retries_left, item.restarts_left - 1))
             return
         self.progress.update(record)
         if record["state"] in ("failed", "lost"):

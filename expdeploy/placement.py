@@ -70,6 +70,7 @@ def make_backend(placement: Placement, options: BackendOptions) -> Backend:
 
     options.target = placement.target
     options.remote_exp_dir = placement.exp_dir
+    options.remote_cwd = placement.cwd
     return available_backends()[placement.backend](options)
 
 

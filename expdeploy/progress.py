@@ -63,6 +63,10 @@ class Progress:
     def retry(self, record: dict[str, Any], retries_left: int) -> None:
         """A failed attempt that is retried now: not counted as a failed run."""
         self.running.pop(record["name"], None)
+        if record["state"] == "lost":
+            why = record.get("why") or "its host is gone"
+            self._line(f"LOST  {record['name']} ({why}); starting it again")
+            return
         self._line(f"RETRY {record['name']} exit={record.get('exit_code')} "
                    f"({retries_left} retr{'y' if retries_left == 1 else 'ies'} left)")
 

@@ -525,6 +525,73 @@ def task(exp_dir: str, tasks_file: str, index: int, max_retries: int = 0, job: s
         return 0 if outcome == "succeeded" else 1
 
 
+# --- one run, started detached on a host ------------------------------------------------------
+
+
+def run(exp_dir: str, run_id: str, attempt: int, gpus: str | None = None, job: str | None = None) -> int:
+    """Run one attempt of one run to its end (the SSH backend starts it with nohup; it takes a session
+    of its own, so it outlives the connection). It claims the attempt here, where the run executes."""
+    with contextlib.suppress(OSError):  # a session of its own: the starting shell's end is not ours
+        os.setsid()
+    exp_dir = os.path.abspath(exp_dir)
+    plan = read_manifest(exp_dir)[run_id]
+    run_dir = run_dir_of(exp_dir, plan)
+    if not claim(run_dir, attempt):
+        print(f"expdeploy: attempt {attempt} of {plan['name']} is held by another process", file=sys.stderr)
+        return 0
+    execution = Execution(exp_dir, plan, attempt, gpus=gpus, extra={"job": job} if job else None)
+
+    def on_term(signum: int, _frame: Any) -> None:
+        execution.cancelled = True
+        execution.signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the connection that started it may drop
+    execution.wait()
+    return 0 if execution.state["state"] == "succeeded" else 1
+
+
+def look(lines: list[str]) -> Iterator[dict[str, Any]]:
+    """For lines "RUN_DIR PID": is the worker alive, then its state.json (in that order, so a
+    dead worker with a state that is not final really died before recording its end)."""
+    for line in lines:
+        run_dir, _, pid = line.rstrip("\n").rpartition(" ")
+        if not run_dir:
+            continue
+        try:
+            os.kill(int(pid), 0)
+            alive = True
+        except (ProcessLookupError, ValueError):
+            alive = False
+        except PermissionError:
+            alive = True
+        yield {"dir": run_dir, "alive": alive, "state": read_json(os.path.join(run_dir, "state.json"))}
+
+
+def signal_runs(run_dirs: list[str], hard: bool) -> None:
+    """Cancel runs started by `run`: SIGTERM to each worker (which stops its step), or SIGKILL
+    to the worker and the step's whole process group at once."""
+    for run_dir in run_dirs:
+        with contextlib.suppress(OSError):
+            open(os.path.join(run_dir, CANCEL_MARK), "w").close()
+        state = read_json(os.path.join(run_dir, "state.json")) or {}
+        pid = state.get("pid") if state.get("host") == HOST and state.get("state") == "running" else None
+        if pid is None:  # started a moment ago: no state written yet
+            with contextlib.suppress(OSError, ValueError), \
+                    open(os.path.join(run_dir, "worker.pid")) as handle:
+                pid = int(handle.read())
+        targets = [("pid", int(pid))] if pid else []
+        if hard and state.get("pgid"):
+            targets.append(("pgid", int(state["pgid"])))
+        for kind, pid in targets:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if kind == "pgid":
+                    os.killpg(pid, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL if hard else signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -540,7 +607,26 @@ def main(argv: list[str] | None = None) -> int:
     task_cmd.add_argument("--max-retries", type=int, default=0)
     task_cmd.add_argument("--job", help="the scheduler's id of this task, recorded in state.json")
     task_cmd.add_argument("--requeue", help="shell command that requeues this job")
+    run_cmd = sub.add_parser("run", help="run one attempt of one run (started detached by the SSH backend)")
+    run_cmd.add_argument("exp_dir")
+    run_cmd.add_argument("run_id")
+    run_cmd.add_argument("attempt", type=int)
+    run_cmd.add_argument("--gpus", help="CUDA_VISIBLE_DEVICES for the run")
+    run_cmd.add_argument("--job", help="how the controller finds this process, recorded in state.json")
+    signal_cmd = sub.add_parser("signal", help="cancel runs started with `run`")
+    signal_cmd.add_argument("run_dirs", nargs="*")
+    signal_cmd.add_argument("--hard", action="store_true", help="SIGKILL at once")
+    sub.add_parser("look", help="lines 'RUN_DIR PID' on stdin: worker alive, and state.json, as JSON lines")
     args = parser.parse_args(argv)
+    if args.command == "look":
+        for found in look(sys.stdin.readlines()):
+            print(json.dumps(found))
+        return 0
+    if args.command == "run":
+        return run(args.exp_dir, args.run_id, args.attempt, args.gpus, args.job)
+    if args.command == "signal":
+        signal_runs(args.run_dirs, args.hard)
+        return 0
     if args.command == "task":
         return task(args.exp_dir, args.tasks_file, args.index, args.max_retries, args.job, args.requeue)
     ran = agent(args.exp_dir, args.heartbeat_timeout)

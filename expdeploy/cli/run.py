@@ -40,6 +40,9 @@ AgentsOpt = Annotated[int | None, typer.Option(
 SignalOpt = Annotated[str | None, typer.Option(
     "--signal", help="Slurm: warning signal before the time limit, e.g. USR1@60; the run is "
     "requeued, not failed.", show_default=False)]
+HostTimeoutOpt = Annotated[float, typer.Option(
+    "--host-timeout", help="SSH: seconds a host may stay unreachable before its runs are lost and "
+    "start again on the other hosts.")]
 JobsOpt = Annotated[int | None, typer.Option("--jobs", "-j", help="CPU slots (default: number of cores).")]
 GpusOpt = Annotated[str | None, typer.Option("--gpus", help="Only these GPUs, e.g. 0,2,3.")]
 PackOpt = Annotated[int, typer.Option("--runs-per-gpu", help="Pack this many runs on one GPU.")]
@@ -70,6 +73,7 @@ def run_command(
     max_concurrent: ThrottleOpt = None,
     signal: SignalOpt = None,
     agents: AgentsOpt = None,
+    host_timeout: HostTimeoutOpt = 60.0,
     jobs: JobsOpt = None,
     gpus: GpusOpt = None,
     runs_per_gpu: PackOpt = 1,
@@ -108,6 +112,8 @@ def run_command(
       expdeploy run grid.yml --backend slurm --max-concurrent 8 --detach
 
       expdeploy run grid.yml --target atlas      # a Slurm login node over SSH
+
+      expdeploy run grid.yml --target lab        # the GPUs of a target's SSH hosts
     """
     from expdeploy.backend import BackendOptions, Task
     from expdeploy.controller import Controller, RunSettings, Selection, select_runs
@@ -138,7 +144,7 @@ def run_command(
                              gpu_free_util_percent=gpu_free_util,
                              workers=plan.spec.recipes[0].resources.workers if gpus is None else (),
                              max_concurrent=max_concurrent, max_retries=max_retries,
-                             requeue_signal=_signal(signal))
+                             requeue_signal=_signal(signal), host_timeout=host_timeout)
     queues = _backend_class(placement.backend).queues
     _check_agents(agents, queues, placement.backend, tag=bool(tag), sample=sample is not None,
                   rerun=force or retry_failed or first or bool(chosen_steps))

@@ -2,7 +2,7 @@
 # Prepares a fresh Debian/Ubuntu machine (as root) to run expdeploy's test suite: installs what
 # is missing, idempotently. The tests start and stop the services themselves (tests/services/),
 # with their state in temporary directories: Slurm (slurmctld, slurmd, munge; slurmdbd and a
-# private MariaDB for sacct), sshd on loopback, rsync, git.
+# private MariaDB for sacct), sshd on loopback and in network namespaces (iproute2), rsync, git.
 set -euo pipefail
 
 # command -> Debian package
@@ -11,6 +11,7 @@ declare -A wanted=(
     [slurmctld]=slurmctld [slurmd]=slurmd [sbatch]=slurm-client [munged]=munge
     [slurmdbd]=slurmdbd [mariadbd]=mariadb-server
     [sshd]=openssh-server [ssh]=openssh-client
+    [ip]=iproute2 [unshare]=util-linux
 )
 need=()
 for command in "${!wanted[@]}"; do

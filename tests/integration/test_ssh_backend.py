@@ -1,0 +1,149 @@
+"""`expdeploy run --target lab` on the SSH backend against real sshd hosts (tests/services/hosts.py):
+h1 and h2 are distinct network namespaces that each see their own empty copy of the project's
+path, so a run there uses only what was synced there."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Project, processes_with, wait_until
+from services.hosts import Hosts
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def lab(hosts: Hosts, request: pytest.FixtureRequest) -> Iterator[Project]:
+    """A project at the same absolute path here and (once synced) on h1 and h2, with target `lab`."""
+    root = hosts.shared / f"ssh-{request.node.name}"
+    root.mkdir()
+    project = Project(root)
+    project.write("expdeploy.toml", f"""
+        [targets.lab]
+        backend = "ssh"
+        hosts = ["h1", "h2"]
+        slots = 2
+        ssh_config = "{hosts.ssh_config}"
+    """)
+    yield project
+    project.stop_all()
+
+
+def copy_code(project: Project, hosts: Hosts) -> None:
+    for host in hosts.names:
+        subprocess.run(["rsync", "-a", "-e", f"ssh -F {hosts.ssh_config}", "--exclude=experiments",
+                        f"{project.root}/", f"{host}:{project.root}/"], check=True)
+
+
+def where(project: Project, name: str) -> dict[str, str]:
+    """Run name -> host, from the `where.txt` each run wrote and the controller brought back."""
+    return {p.parent.name: p.read_text().split()[0]
+            for p in (project.exp(name) / "runs").glob("*/where.txt")}
+
+
+def test_runs_spread_over_both_hosts_and_their_files_come_back(lab: Project, hosts: Hosts) -> None:
+    lab.write("grid.yml", """
+        name: spread
+        command: echo $(hostname) {x} $(cat WHOAMI 2>/dev/null) > {run_dir}/where.txt && sleep 0.5
+        grid:
+          x: [1, 2, 3, 4, 5, 6]
+    """)
+    copy_code(lab, hosts)
+    done = lab.run("run", "grid.yml", "--target", "lab", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ssh: lab: h1 (2 CPU slots), h2 (2 CPU slots)" in done.stdout
+    assert set(lab.states("spread").values()) == {"succeeded"}
+    placed = where(lab, "spread")
+    assert len(placed) == 6, "every run's files came back"
+    assert set(placed.values()) == {"h1", "h2"}, "runs went to both hosts"
+    log = next((lab.exp("spread") / "runs").glob("*/main.log"))
+    assert log.exists()
+    assert not (lab.root / "WHOAMI").exists(), "each host has its own copy of the path"
+
+
+def test_unreachable_host_loses_its_runs_and_they_finish_on_the_other(lab: Project, hosts: Hosts) -> None:
+    lab.write("grid.yml", """
+        name: failover
+        command: test $(hostname) = h2 || sleep 60; echo $(hostname) > {run_dir}/where.txt
+        grid:
+          x: [1, 2, 3, 4]
+    """)
+    copy_code(lab, hosts)
+    controller = lab.start("run", "grid.yml", "--target", "lab", "--host-timeout", "2")
+    marker = f"{lab.exp('failover')}/.expdeploy/worker.py run"
+    try:
+        wait_until(lambda: any(_host_of(pid) == "h1" for pid in processes_with(marker)), 60,
+                   "a run going on h1")
+        hosts.link("h1", up=False)
+        out, _ = controller.communicate(timeout=90)
+    finally:
+        hosts.link("h1", up=True)
+        controller.kill()
+    assert controller.returncode == 0, out
+    assert "h1 unreachable" in out and "LOST" in out
+    assert set(lab.states("failover").values()) == {"succeeded"}
+    assert set(where(lab, "failover").values()) == {"h2"}
+    attempts = {name: state["attempt"] for name, state in lab.state_files("failover").items()}
+    assert max(attempts.values()) == 2, "the runs lost with h1 ran again as attempt 2"
+
+
+def test_ctrl_c_cancels_the_runs_on_the_hosts(lab: Project, hosts: Hosts) -> None:
+    lab.write("grid.yml", """
+        name: stop
+        command: sleep 300
+        grid:
+          x: [1, 2, 3]
+    """)
+    copy_code(lab, hosts)
+    controller = lab.start("run", "grid.yml", "--target", "lab", "--grace", "5")
+    marker = f"{lab.exp('stop')}/.expdeploy/worker.py run"
+    wait_until(lambda: len(processes_with(marker)) == 3, 60, "three runs started")
+    wait_until(lambda: set(lab.states("stop").values()) == {"running"}, 30, "runs recorded running")
+    controller.send_signal(signal.SIGINT)
+    out, _ = controller.communicate(timeout=60)
+    assert controller.returncode == 130, out
+    assert set(lab.states("stop").values()) == {"cancelled"}
+    wait_until(lambda: not processes_with("sleep 300") or not any(
+        _in_experiment(pid, lab) for pid in processes_with("sleep 300")), 10, "no run process left")
+    assert not processes_with(marker)
+
+
+def test_unreachable_target_is_one_line_and_exit_2(lab: Project, hosts: Hosts) -> None:
+    lab.write("expdeploy.toml", f"""
+        [targets.gone]
+        backend = "ssh"
+        hosts = ["h1"]
+        ssh_config = "{hosts.ssh_config}"
+    """)
+    lab.write("grid.yml", "name: nowhere\ncommand: echo {x}\ngrid:\n  x: [1]\n")
+    hosts.link("h1", up=False)
+    try:
+        done = lab.run("run", "grid.yml", "--target", "gone", timeout=90)
+    finally:
+        hosts.link("h1", up=True)
+    assert done.returncode == 2, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "h1 unreachable" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def _host_of(pid: int) -> str | None:
+    """The hostname of the UTS namespace process `pid` lives in (h1, h2, or this machine's)."""
+    try:
+        return subprocess.run(["nsenter", "-t", str(pid), "-u", "hostname"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except subprocess.CalledProcessError:
+        return None
+
+
+def _in_experiment(pid: int, project: Project) -> bool:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(e.startswith(b"EXPDEPLOY_EXP_DIR=") and str(project.root).encode() in e for e in environ)
+
