@@ -108,6 +108,13 @@ class Backend(ABC):
         raise BadInput(f"--agents is not available with --backend {self.name}", key="--agents",
                        hint="on this machine, start `expdeploy agent EXP_DIR` processes instead")
 
+    @classmethod
+    def gather(cls, options: BackendOptions) -> list[str]:
+        """Bring the files of runs that execute elsewhere (and may have gone on without a
+        controller) into `options.exp_dir`, before the ledger folds them: a resumed `run`,
+        `status`. Returns warnings. Backends whose runs write here have nothing to do."""
+        return []
+
     def preview(self, tasks: Sequence[Task]) -> str:
         """What `--dry-run` shows: the scripts or commands submit would use (written, not run)."""
         return ""

@@ -128,14 +128,14 @@ class Ledger:
 
     def reconcile(self, heartbeat_timeout: float = 120.0) -> dict[str, int]:
         """Fold state files of runs the ledger does not know as final; mark vanished ones lost."""
+        # lost runs too: files brought back from a host that answers again may say how they ended
         open_runs = list(self.db.execute(
-            "SELECT run_id, name FROM runs WHERE state NOT IN ('succeeded', 'failed', "
-            "'cancelled', 'lost')"))
+            "SELECT run_id, name, state FROM runs WHERE state NOT IN ('succeeded', 'failed', 'cancelled')"))
         final, lost = [], []
-        for run_id, name in open_runs:
+        for run_id, name, known in open_runs:
             run_dir = os.path.join(self.exp_dir, "runs", name)
             status, last, record = worker.attempt_status(run_dir, heartbeat_timeout)
-            if status == "new" or record.get("run_id", run_id) != run_id:
+            if status == "new" or record.get("run_id", run_id) != run_id or (known == status == "lost"):
                 continue
             if status == "lost":
                 lost.append({**record, "run_id": run_id, "attempt": last, "state": "lost"})

@@ -74,6 +74,17 @@ def make_backend(placement: Placement, options: BackendOptions) -> Backend:
     return available_backends()[placement.backend](options)
 
 
+def gather(placement: Placement, exp_dir: Path) -> list[str]:
+    """The runs' files from where they execute, for backends that keep them there (SSH hosts)."""
+    from expdeploy.backend import BackendOptions, available_backends
+
+    cls = available_backends().get(placement.backend)
+    if cls is None:
+        return []
+    return cls.gather(BackendOptions(exp_dir=exp_dir, target=placement.target,
+                                     remote_exp_dir=placement.exp_dir, remote_cwd=placement.cwd))
+
+
 def restore(exp_dir: Path, meta: Mapping[str, Any]) -> Placement:
     """The placement an earlier `run` recorded in the ledger."""
     target = None

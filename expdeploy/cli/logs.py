@@ -35,7 +35,7 @@ def logs_command(run: RunArg, step: StepOpt = None, follow: FollowOpt = False,
     exp_dir = find_experiment(output, exp)
     ledger = Ledger(exp_dir)
     (row,) = resolve_runs(ledger, [run])
-    files = _files_for(exp_dir, ledger.meta())
+    files = _files_for(exp_dir, ledger.meta(), row.job)
     run_dir = f"{files.exp_dir}/runs/{row.name}"
     state = files.read_json(f"{run_dir}/state.json")
     plan = worker.read_manifest(str(exp_dir)).get(row.run_id, {})
@@ -90,7 +90,7 @@ class _RemoteFiles(_LocalFiles):
             return {}
 
 
-def _files_for(exp_dir: Path, meta: dict[str, Any]) -> _LocalFiles:
+def _files_for(exp_dir: Path, meta: dict[str, Any], job: str | None) -> _LocalFiles:
     from expdeploy.placement import restore
 
     placement = restore(exp_dir, meta)
@@ -98,7 +98,10 @@ def _files_for(exp_dir: Path, meta: dict[str, Any]) -> _LocalFiles:
         return _LocalFiles(placement.exp_dir)
     from expdeploy.remote import shell_for
 
-    return _RemoteFiles(placement.exp_dir, shell_for(placement.target))
+    # a run on one of several SSH hosts records it in its job: "HOST:PID"
+    host = (job or "").rpartition(":")[0] or (job or "")
+    return _RemoteFiles(placement.exp_dir,
+                        shell_for(placement.target, host if host in placement.target.hosts else None))
 
 
 def _print(files: _LocalFiles, path: str, follow: bool, run_dir: str) -> None:

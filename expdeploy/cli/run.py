@@ -35,8 +35,9 @@ TargetOpt = Annotated[str | None, typer.Option(
 ThrottleOpt = Annotated[int | None, typer.Option(
     "--max-concurrent", help="Slurm: at most N runs at once (the array's %N throttle).", show_default=False)]
 AgentsOpt = Annotated[int | None, typer.Option(
-    "--agents", help="Slurm: K array tasks that each claim and run pending runs until none remain "
-    "(many short runs under a job-count limit).", show_default=False)]
+    "--agents", help="K agents that each claim and run pending runs until none remain: Slurm, an "
+    "array of K tasks (many short runs under a job-count limit); SSH, K agents over the hosts' slots "
+    "(the experiment directory on a shared file system).", show_default=False)]
 SignalOpt = Annotated[str | None, typer.Option(
     "--signal", help="Slurm: warning signal before the time limit, e.g. USR1@60; the run is "
     "requeued, not failed.", show_default=False)]
@@ -119,7 +120,7 @@ def run_command(
     from expdeploy.controller import Controller, RunSettings, Selection, select_runs
     from expdeploy.expdir import RunPreparer, plan_record, write_manifest
     from expdeploy.ledger import Ledger
-    from expdeploy.placement import choose, make_backend
+    from expdeploy.placement import choose, gather, make_backend
     from expdeploy.plan import make_plan
     from expdeploy.progress import Progress
     from expdeploy.worker import CANCEL_MARK, owner
@@ -145,8 +146,9 @@ def run_command(
                              workers=plan.spec.recipes[0].resources.workers if gpus is None else (),
                              max_concurrent=max_concurrent, max_retries=max_retries,
                              requeue_signal=_signal(signal), host_timeout=host_timeout)
-    queues = _backend_class(placement.backend).queues
-    _check_agents(agents, queues, placement.backend, tag=bool(tag), sample=sample is not None,
+    backend_class = _backend_class(placement.backend)
+    queues = backend_class.queues
+    _check_agents(agents, backend_class, tag=bool(tag), sample=sample is not None,
                   rerun=force or retry_failed or first or bool(chosen_steps))
     if queues and (chosen_steps or first):
         raise BadInput(f"--{'steps' if chosen_steps else 'first'} is not available with "
@@ -164,6 +166,8 @@ def run_command(
         ledger.set_meta({"cwd": str(cwd), "spec": str(spec.absolute()), "format": loaded.format,
                          "overrides": overrides or [], "controller": owner(), **placement.meta()})
         (plan.exp_dir / CANCEL_MARK).unlink(missing_ok=True)
+        for note in gather(placement, plan.exp_dir):
+            sys.stdout.write(f"note: {note}\n")
         ledger.reconcile()
         states = {row.run_id: row.state for row in ledger.rows()}
     selection = select_runs(plan.exp_dir, states, records, settings)
@@ -220,15 +224,17 @@ def run_command(
     raise typer.Exit(code)
 
 
-def _check_agents(agents: int | None, queues: bool, backend: str, *, tag: bool, sample: bool,
+def _check_agents(agents: int | None, backend: type[Backend], *, tag: bool, sample: bool,
                   rerun: bool) -> None:
+    from expdeploy.backend import Backend
+
     if agents is None:
         return
     problem = None
     if agents < 1:
         problem = "--agents must be at least 1"
-    elif not queues:
-        problem = f"--agents places agents through a scheduler, not --backend {backend}"
+    elif backend.submit_agents is Backend.submit_agents:
+        problem = f"--agents places agents through a scheduler or on SSH hosts, not --backend {backend.name}"
     elif tag or sample or rerun:
         problem = "agents run every pending run: --agents goes without --tag, --sample, --force, " \
                   "--retry-failed, --first and --steps"

@@ -25,10 +25,12 @@ def status_command(
     """Counts by state and the runs that need attention (running, failed, lost, cancelled)."""
     from expdeploy.expdir import find_experiment
     from expdeploy.ledger import Ledger
-    from expdeploy.placement import queued_backend
+    from expdeploy.placement import gather, queued_backend, restore
 
     exp_dir = find_experiment(output, exp)
     ledger = Ledger(exp_dir)
+    for note in gather(restore(exp_dir, ledger.meta()), exp_dir):
+        typer.echo(note, err=True)
     ledger.reconcile()
     backend = queued_backend(exp_dir, ledger)
     if backend is not None:  # runs in a scheduler's queue: ask it (one batched call)

@@ -12,7 +12,7 @@ import os
 import shlex
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from expdeploy import worker
 from expdeploy.backend import Backend, BackendOptions, Task, Waker
 from expdeploy.errors import EXIT_BAD_INPUT, BadInput, ExpdeployError
+from expdeploy_ssh.gather import rsync_literal
 
 if TYPE_CHECKING:
     from expdeploy.remote import Shell
@@ -60,6 +61,15 @@ class _Placed:
     def run_dir(self) -> str:
         assert self.task.plan is not None
         return f"runs/{self.task.plan['name']}"
+
+
+@dataclass(slots=True)
+class _Agent:
+    host: str
+    slot: _Slot
+    pid: int | None = None
+    alive: bool = True
+    cancelled: int = 0
 
 
 @dataclass(slots=True)
@@ -104,6 +114,8 @@ class SshBackend(Backend):
         self.notes: list[str] = []
         self.changed: list[dict[str, Any]] = []
         self.placed: dict[str, _Placed] = {}
+        self.agents: list[_Agent] = []  # --agents: they claim runs themselves
+        self.agent_runs: dict[str, tuple[str, tuple[Any, ...]]] = {}  # run id -> (name, last seen)
         self._waker: Waker | None = None
         self._event = threading.Event()
         given = shells or {}
@@ -111,6 +123,14 @@ class SshBackend(Backend):
         self.hosts = {link.alias: _Host(link.alias, link) for link in links}
         self._gpu_note = False
         self._setup()
+
+    @classmethod
+    def gather(cls, options: BackendOptions) -> list[str]:
+        from expdeploy_ssh.gather import gather
+
+        if options.target is None or not options.target.hosts:
+            return []
+        return gather(options.target, options.remote_exp_dir or str(options.exp_dir), options.exp_dir)
 
     # the hosts ------------------------------------------------------------------------------
     def _wake(self) -> None:
@@ -262,7 +282,9 @@ class SshBackend(Backend):
 
     # following ------------------------------------------------------------------------------
     def active(self) -> int:
-        return len(self.placed)
+        if self.agent_runs and not any(a.alive for a in self.agents):
+            self.agent_runs.clear()  # no agent left to run what is still pending
+        return len(self.placed) + len(self.agent_runs)
 
     def wait(self, timeout: float, waker: Waker) -> None:
         self._waker = waker
@@ -288,14 +310,18 @@ class SshBackend(Backend):
                 self._lose_host(host)
                 continue
             mine = [p for p in self.placed.values() if p.host == host.alias and p.pid and p.final is None]
-            if mine and not host.link.has("look") and now >= host.next_look:
-                host.link.give("look", self._looker(mine))
+            agents = [a for a in self.agents if a.host == host.alias and a.pid and a.alive]
+            if (mine or agents) and not host.link.has("look") and now >= host.next_look:
+                host.link.give("look", self._looker(mine, agents))
                 host.next_look = now + host.interval
+        if self.agent_runs:
+            self._read_agent_runs()
         changed, self.changed = self.changed, []
         return changed
 
-    def _looker(self, runs: list[_Placed]) -> Any:
+    def _looker(self, runs: list[_Placed], agents: Sequence[_Agent] = ()) -> Any:
         lines = "".join(f"{self.exp}/{p.run_dir} {p.pid}\n" for p in runs)
+        lines += "".join(f"{self.exp}/agents/{a.host}-{a.slot.label} {a.pid}\n" for a in agents)
         command = f"{shlex.quote(self.python)} -I {shlex.quote(self.worker)} look"
 
         def work(shell: Shell) -> dict[str, dict[str, Any]]:
@@ -320,6 +346,8 @@ class SshBackend(Backend):
                 self._lost(self.placed[job.context], f"could not be started on {host.alias}")
             if job.kind == "pull":
                 self._report_pulled(job.context)
+            if job.kind == "agent":
+                job.context.alive = False
             return
         if host.failing_since is not None:
             self.notes.append(f"{host.alias} answers again")
@@ -329,6 +357,10 @@ class SshBackend(Backend):
             host.next_look = 0.0
         elif job.kind == "look":
             self._judge(host, job.result)
+            self._judge_agents(host, job.result)
+        elif job.kind == "agent":
+            job.context.pid = int(job.result)
+            host.next_look = 0.0
         elif job.kind == "pull":
             self._report_pulled(job.context)
 
@@ -361,7 +393,7 @@ class SshBackend(Backend):
 
     def _pull(self, host: _Host, ended: list[_Placed]) -> None:
         """The finished runs' directories (logs, state, metrics) back into the local experiment."""
-        includes = [f"/{_rsync_escape(p.run_dir)}/**" for p in ended]
+        includes = [f"/{rsync_literal(p.run_dir)}/**" for p in ended]
         exp, local = self.exp, self.local_exp
         host.link.give("pull", lambda shell: shell.pull(exp, local, includes=includes),
                        [p.task.key for p in ended])
@@ -382,6 +414,9 @@ class SshBackend(Backend):
     def _lose_host(self, host: _Host) -> None:
         host.dead = True
         host.link.close()
+        for agent in self.agents:
+            if agent.host == host.alias:
+                agent.alive = False
         mine = [p for p in self.placed.values() if p.host == host.alias]
         for placed in mine:
             self._lost(placed, f"{host.alias} unreachable")
@@ -403,6 +438,79 @@ class SshBackend(Backend):
         for slot in placed.slots:
             slot.busy = False
 
+    # agents ---------------------------------------------------------------------------------
+    def submit_agents(self, count: int, plans: Sequence[Mapping[str, Any]]) -> list[str]:
+        """`--agents K`: K agent loops (`worker.py agent`) spread over the hosts' slots, each with its
+        slot's GPU; they claim runs in the experiment directory, which the hosts must share."""
+        self._check_shared()
+        usable = [h for h in self.hosts.values() if h.usable]
+        free = {h.alias: h.free(0) for h in usable}
+        while len(self.agents) < count and any(free.values()):
+            for host in usable:
+                if free[host.alias] and len(self.agents) < count:
+                    slot = free[host.alias].pop(0)
+                    slot.busy = True
+                    self.agents.append(_Agent(host.alias, slot))
+        (self.local_exp / "agents").mkdir(exist_ok=True)
+        for agent in self.agents:
+            self.hosts[agent.host].link.give("agent", self._agent_starter(agent), agent)
+        for plan in plans:
+            self.agent_runs[plan["run_id"]] = (plan["name"], ())
+        if len(self.agents) < count:
+            self.notes.append(f"{count} agents asked for, {len(self.agents)} started: one per slot")
+        self.notes.append(f"started {len(self.agents)} agent(s) on "
+                          + ", ".join(sorted({a.host for a in self.agents})) + f" for {len(plans)} run(s)")
+        return [f"{a.host}:{a.slot.label}" for a in self.agents]
+
+    def _check_shared(self) -> None:
+        """Agents share one experiment directory: every host must see this one's files."""
+        token = f"{os.getpid()}-{time.time()}"
+        mark = self.local_exp / ".expdeploy" / "shared-check"
+        mark.write_text(token)
+        for host in (h for h in self.hosts.values() if h.usable):
+            done = host.link.shell.run(f"cat {shlex.quote(f'{self.exp}/.expdeploy/shared-check')}",
+                                       timeout=COMMAND_TIMEOUT)
+            if done.stdout.strip() != token:
+                raise BadInput(f"--agents needs the experiment directory on a file system the hosts share: "
+                               f"{host.alias} does not see {self.exp} as it is here", key="--agents",
+                               hint="without --agents the runs are placed on the hosts' slots and their "
+                                    "files copied there")
+
+    def _agent_starter(self, agent: _Agent) -> Any:
+        q = shlex.quote
+        log = f"{self.exp}/agents/{agent.host}-{agent.slot.label}.log"
+        gpus = f"CUDA_VISIBLE_DEVICES={agent.slot.gpu} " if agent.slot.gpu is not None else ""
+        command = (f"cd {q(self.cwd)} && {gpus}nohup {q(self.python)} -I {q(self.worker)} agent {q(self.exp)}"
+                   f" > {q(log)} 2>&1 < /dev/null & echo $!")
+
+        def work(shell: Shell) -> int:
+            done = shell.run(command, timeout=COMMAND_TIMEOUT)
+            if done.code:
+                raise ExpdeployError(f"{shell.label}: cannot start an agent: {_last_line(done.stderr)}")
+            return int(done.stdout.split()[-1])
+
+        return work
+
+    def _judge_agents(self, host: _Host, found: Mapping[str, dict[str, Any]]) -> None:
+        for agent in self.agents:
+            entry = found.get(f"{self.exp}/agents/{agent.host}-{agent.slot.label}")
+            if agent.host == host.alias and entry is not None and not entry.get("alive"):
+                agent.alive = False
+                agent.slot.busy = False
+
+    def _read_agent_runs(self) -> None:
+        """The runs agents took: their state files are here too (a shared file system)."""
+        for run_id, (name, last) in list(self.agent_runs.items()):
+            state = worker.read_json(str(self.local_exp / "runs" / name / "state.json"))
+            if not state or state.get("run_id") != run_id:
+                continue
+            signature = (state.get("state"), state.get("attempt"), state.get("step"))
+            if signature != last:
+                self.agent_runs[run_id] = (name, signature)
+                self.changed.append(state)
+            if state.get("state") in worker.FINAL_STATES:
+                del self.agent_runs[run_id]
+
     # cancelling -----------------------------------------------------------------------------
     def cancel(self, keys: Sequence[str] | None = None, hard: bool = False) -> None:
         level = 2 if hard else 1
@@ -411,13 +519,20 @@ class SshBackend(Backend):
         for placed in chosen:
             placed.cancelled = level
             by_host.setdefault(placed.host, []).append(f"{self.exp}/{placed.run_dir}")
+        commands: dict[str, list[str]] = {}
         for alias, dirs in by_host.items():
+            commands.setdefault(alias, []).append(
+                f"{shlex.quote(self.python)} -I {shlex.quote(self.worker)} signal"
+                + (" --hard " if hard else " ") + " ".join(map(shlex.quote, dirs)))
+        agents = [a for a in self.agents if a.alive and a.pid and keys is None and a.cancelled < level]
+        for agent in agents:  # an agent passes SIGTERM on to its run, and takes no other
+            agent.cancelled = level
+            commands.setdefault(agent.host, []).append(f"kill -{'KILL' if hard else 'TERM'} {agent.pid}")
+        for alias, lines in commands.items():
             host = self.hosts[alias]
             if host.dead:
                 continue
-            command = (f"{shlex.quote(self.python)} -I {shlex.quote(self.worker)} signal"
-                       + (" --hard " if hard else " ") + " ".join(map(shlex.quote, dirs)))
-            host.link.give("cancel", lambda shell, c=command: shell.run(c, timeout=COMMAND_TIMEOUT))
+            host.link.give("cancel", _runner("; ".join(lines)))
             host.next_look = 0.0
 
     def close(self) -> None:
@@ -425,9 +540,8 @@ class SshBackend(Backend):
             host.link.close()
 
 
-def _rsync_escape(path: str) -> str:
-    """A literal path in an rsync filter pattern (run names may hold [, * or ?)."""
-    return "".join(f"\\{c}" if c in "[]*?\\" else c for c in path)
+def _runner(command: str) -> Callable[[Shell], Any]:
+    return lambda shell: shell.run(command, timeout=COMMAND_TIMEOUT)
 
 
 def _last_line(text: str) -> str:

@@ -44,7 +44,7 @@ class HostLink:
         return kind in self._given
 
     def finished(self) -> list[Job]:
-        jobs = []
+        jobs: list[Job] = []
         while True:
             try:
                 job = self._done.get_nowait()

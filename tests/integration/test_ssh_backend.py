@@ -4,6 +4,7 @@ path, so a run there uses only what was synced there."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -147,3 +148,72 @@ def _in_experiment(pid: int, project: Project) -> bool:
         return False
     return any(e.startswith(b"EXPDEPLOY_EXP_DIR=") and str(project.root).encode() in e for e in environ)
 
+
+
+def test_runs_outlive_their_controller_and_status_brings_them_home(lab: Project, hosts: Hosts) -> None:
+    lab.write("grid.yml", """
+        name: laptop
+        command: while ! test -e {exp_dir}/go; do sleep 0.1; done; echo done on $(hostname)
+        grid:
+          x: [1, 2]
+    """)
+    copy_code(lab, hosts)
+    controller = lab.start("run", "grid.yml", "--target", "lab")
+    marker = f"{lab.exp('laptop')}/.expdeploy/worker.py run"
+    wait_until(lambda: len(processes_with(marker)) == 2, 60, "both runs started")
+    wait_until(lambda: set(lab.states("laptop").values()) == {"running"}, 30, "runs recorded running")
+    controller.kill()  # the laptop closes: nothing is cancelled
+    controller.communicate()
+    done = lab.run("status", str(lab.exp("laptop")), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert {r["state"] for r in status["runs"]} == {"running"}, "still running on their hosts"
+    assert {r["host"] for r in status["runs"]} == {"h1", "h2"}
+    for host in hosts.names:
+        assert hosts.ssh(host, f"touch {lab.exp('laptop')}/go").returncode == 0
+
+    def states() -> set[str]:
+        done = lab.run("status", str(lab.exp("laptop")), "--format", "json")
+        return {r["state"] for r in json.loads(done.stdout)["runs"]}
+
+    wait_until(lambda: states() == {"succeeded"}, 60, "status sees both runs succeeded")
+    logs = sorted(p.read_text() for p in (lab.exp("laptop") / "runs").glob("*/main.log"))
+    assert logs == ["done on h1\n", "done on h2\n"], "their logs came back"
+    again = lab.run("run", "grid.yml", "--target", "lab")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "0 of 2 runs to start (2 already succeeded)" in again.stdout
+
+
+def test_agents_on_both_hosts_share_the_experiment_directory(project: Project, hosts: Hosts) -> None:
+    # tmp_path is outside hosts.shared: the hosts see this very directory (a shared file system)
+    project.write("expdeploy.toml", f"""
+        [targets.lab]
+        backend = "ssh"
+        hosts = ["h1", "h2"]
+        slots = 2
+        ssh_config = "{hosts.ssh_config}"
+    """)
+    project.write("grid.yml", """
+        name: pull
+        command: echo {i} $(hostname) >> {exp_dir}/ran.txt; sleep 0.2
+        grid:
+          i: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    """)
+    done = project.run("run", "grid.yml", "--target", "lab", "--agents", "4", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "started 4 agent(s) on h1, h2 for 10 run(s)" in done.stdout
+    lines = (project.exp("pull") / "ran.txt").read_text().split("\n")
+    ran = [line.split() for line in lines if line]
+    assert sorted(int(i) for i, _ in ran) == list(range(10)), "each run exactly once"
+    assert set(project.states("pull").values()) == {"succeeded"}
+    logs = sorted(p.name for p in (project.exp("pull") / "agents").glob("*.log"))
+    assert logs == ["h1-cpu0.log", "h1-cpu1.log", "h2-cpu0.log", "h2-cpu1.log"]
+
+
+def test_agents_refused_where_the_hosts_do_not_share_the_directory(lab: Project, hosts: Hosts) -> None:
+    lab.write("grid.yml", "name: private\ncommand: echo {i}\ngrid:\n  i: [1, 2]\n")
+    copy_code(lab, hosts)
+    done = lab.run("run", "grid.yml", "--target", "lab", "--agents", "2")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--agents needs the experiment directory on a file system the hosts share" in done.stderr
+    assert "Traceback" not in done.stderr
