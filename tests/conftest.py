@@ -17,7 +17,7 @@ from expdeploy.spec.model import ExperimentSpec
 from expdeploy.spec.overrides import parse_overrides
 
 # Real services (Slurm, sshd) as session fixtures, started by the tests themselves.
-pytest_plugins = ["services.slurm", "services.ssh", "services.hosts"]
+pytest_plugins = ["services.slurm", "services.ssh", "services.hosts", "services.containers"]
 
 
 @pytest.fixture

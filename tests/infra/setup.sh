@@ -2,7 +2,8 @@
 # Prepares a fresh Debian/Ubuntu machine (as root) to run expdeploy's test suite: installs what
 # is missing, idempotently. The tests start and stop the services themselves (tests/services/),
 # with their state in temporary directories: Slurm (slurmctld, slurmd, munge; slurmdbd and a
-# private MariaDB for sacct), sshd on loopback and in network namespaces (iproute2), rsync, git.
+# private MariaDB for sacct), sshd on loopback and in network namespaces (iproute2), a private
+# dockerd and podman store (docker.io, podman, runc, busybox-static for a rootfs image), rsync, git.
 set -euo pipefail
 
 # command -> Debian package
@@ -12,6 +13,7 @@ declare -A wanted=(
     [slurmdbd]=slurmdbd [mariadbd]=mariadb-server
     [sshd]=openssh-server [ssh]=openssh-client
     [ip]=iproute2 [unshare]=util-linux
+    [dockerd]=docker.io [podman]=podman [runc]=runc [busybox]=busybox-static [newuidmap]=uidmap
 )
 need=()
 for command in "${!wanted[@]}"; do
