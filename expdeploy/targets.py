@@ -16,10 +16,13 @@ from expdeploy.errors import BadInput, ExpdeployError, Location
 
 PROJECT_FILE = "expdeploy.toml"
 BACKENDS = ("slurm", "ssh")
-SYNC_KINDS = ("code", "env", "images")
+SYNC_KINDS = ("code", "env", "images", "docker", "paths")
 GPU_OPTIONS = ("gres", "gpus-per-task")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DOCKER_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
+# The sync kinds a setting asks for, when the target does not list `sync` itself.
+_KIND_OF_SETTING = {"environment": "env", "images": "images", "docker_images": "docker", "paths": "paths"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,15 +56,30 @@ class Target:
     accept_unknown_host_keys: bool = False  # the explicit opt-out of host key checking
     python: str | None = None  # the interpreter that runs the shipped worker there (python3)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    environment: str | None = None  # venv or conda prefix to sync; default: the active one
+    images: tuple[str, ...] = ()  # Singularity images (.sif) to sync
+    docker_images: tuple[str, ...] = ()  # Docker images sent with docker save | docker load
+    paths: tuple[str, ...] = ()  # more files or directories to sync
+    path_map: Mapping[str, str] = field(default_factory=dict)  # local prefix -> remote prefix
     where: Location | None = None  # the file and line that defined it
 
     @property
     def remote(self) -> bool:
         return bool(self.hosts)
 
+    def remote_path(self, local: str) -> str:
+        """Where `local` lives on the hosts: the same path, unless a `path_map` prefix (the longest
+        that matches whole path components) replaces its start."""
+        matches = [p for p in self.path_map if local == p or local.startswith(p.rstrip("/") + "/")]
+        if not matches:
+            return local
+        prefix = max(matches, key=len)
+        return self.path_map[prefix].rstrip("/") + local[len(prefix.rstrip("/")):] or "/"
+
 
 TARGET_KEYS = ("backend", "host", "hosts", "user", "port", "identity_file", "ssh_config", "workdir",
-               "sync", "gpus", "slots", "env", "accept_unknown_host_keys", "python", "slurm")
+               "sync", "gpus", "slots", "env", "accept_unknown_host_keys", "python", "slurm",
+               "environment", "images", "docker_images", "paths", "path_map")
 SLURM_KEYS = tuple(f.name for f in fields(SlurmSettings))
 
 
@@ -186,18 +204,59 @@ class _Reader:
         gpus, slots = get.integer("gpus", minimum=0), get.integer("slots", minimum=1)
         if gpus is not None and slots is not None:
             raise self.fail((*keys, "slots"), "set either `gpus` (GPU hosts) or `slots` (CPU-only hosts)")
-        sync = get.strings("sync", SYNC_KINDS)
+        images = get.paths("images")
+        for image in images:
+            if not image.endswith(".sif"):
+                raise self.fail((*keys, "images"), f"expected .sif files, got {image!r}",
+                                hint="images are Singularity/Apptainer images; Docker images go in "
+                                "docker_images")
+        docker_images = get.strings("docker_images") or ()
+        for image in docker_images:
+            if not _DOCKER_IMAGE.match(image):
+                raise self.fail((*keys, "docker_images"), f"{image!r} is not a Docker image name",
+                                hint="write it as docker does: name[:tag], e.g. \"pytorch/pytorch:2.3\"")
         return Target(
             name=name, backend=backend, hosts=hosts, user=get.string("user"),
             port=get.integer("port", minimum=1, maximum=65535),
             identity_file=get.path("identity_file"), ssh_config=get.path("ssh_config"),
-            workdir=get.absolute("workdir"), sync=("code",) if sync is None else sync,
+            workdir=get.absolute("workdir"), sync=self.sync(get, table, keys),
             gpus=gpus, slots=slots, env=self.env(table.get("env"), (*keys, "env")),
             accept_unknown_host_keys=get.boolean("accept_unknown_host_keys"),
             python=get.string("python"),
             slurm=self.slurm(table.get("slurm"), (*keys, "slurm")),
+            environment=get.local_path("environment"), images=images, docker_images=docker_images,
+            paths=get.paths("paths"), path_map=self.path_map(table.get("path_map"), (*keys, "path_map")),
             where=self.at(keys),
         )
+
+    def sync(self, get: _Getter, table: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[str, ...]:
+        """The `sync` list; by default the code and whatever the target's settings name."""
+        sync = get.strings("sync", SYNC_KINDS)
+        if sync is None:
+            return ("code", *(kind for key, kind in _KIND_OF_SETTING.items() if table.get(key)))
+        for key, kind in _KIND_OF_SETTING.items():
+            if kind in sync and kind != "env" and not table.get(key):
+                raise self.fail((*keys, "sync"), f"lists {kind!r} but `{key}` is not set",
+                                hint=f"add {key} = [...] to [targets.{keys[-1]}], or drop {kind!r}")
+        return sync
+
+    def path_map(self, table: Any, keys: tuple[str, ...]) -> dict[str, str]:
+        if table is None:
+            return {}
+        if not isinstance(table, dict):
+            raise self.fail(keys, f"expected a table, got {_type_name(table)}",
+                            hint='write it as [targets.NAME.path_map] with "/local/prefix" = '
+                            '"/remote/prefix"')
+        mapped: dict[str, str] = {}
+        for local, remote in table.items():
+            here = os.path.expanduser(local)
+            if not here.startswith("/"):
+                raise self.fail((*keys, local), f"expected an absolute local path, got {local!r}")
+            if not isinstance(remote, str) or not remote.startswith("/"):
+                raise self.fail((*keys, local), f"expected an absolute remote path, got {remote!r}",
+                                hint=f'"{local}" = "/where/it/goes/there"')
+            mapped[os.path.normpath(here)] = os.path.normpath(remote)
+        return mapped
 
     def hosts(self, get: _Getter, table: Mapping[str, Any], keys: tuple[str, ...],
               backend: str) -> tuple[str, ...]:
@@ -302,6 +361,19 @@ class _Getter:
         if value is None:
             return None
         return str(self.reader.path.parent / Path(value).expanduser())
+
+    def local_path(self, key: str) -> str | None:
+        """A local path to sync: as `path` reads it, normalized (it names the remote path too)."""
+        value = self.path(key)
+        return None if value is None else os.path.normpath(value)
+
+    def paths(self, key: str) -> tuple[str, ...]:
+        """A list of local paths, each as `local_path` reads one."""
+        value = self.strings(key)
+        if value is not None and not all(item.strip() for item in value):
+            raise self.reader.fail((*self.keys, key), "expected non-empty paths, got an empty string")
+        base = self.reader.path.parent
+        return tuple(os.path.normpath(base / Path(item).expanduser()) for item in value or ())
 
     def absolute(self, key: str) -> str | None:
         value = self.string(key)

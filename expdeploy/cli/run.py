@@ -25,6 +25,7 @@ from expdeploy.errors import BadInput
 if TYPE_CHECKING:
     from expdeploy.backend import Backend
     from expdeploy.ledger import Ledger
+    from expdeploy.targets import Target
 
 BackendOpt = Annotated[str | None, typer.Option(
     "--backend", "-b", help="Where runs execute: local (default), slurm, ... (see `expdeploy plugins`).",
@@ -60,6 +61,8 @@ FirstOpt = Annotated[bool, typer.Option("--first",
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would start; start nothing.")]
 StepsOpt = Annotated[str | None, typer.Option("--steps", help="Only these steps, e.g. train,test "
                                                              "(with --force to redo succeeded runs).")]
+NoSyncOpt = Annotated[bool, typer.Option(
+    "--no-sync", help="With --target: do not send the code and environment first (`expdeploy env sync`).")]
 DetachOpt = Annotated[bool, typer.Option("--detach", help="Keep running after you log out; output "
                                                           "goes to <exp>/controller.log. Slurm: exit "
                                                           "once every run is submitted.")]
@@ -90,6 +93,7 @@ def run_command(
     dry_run: DryRunOpt = False,
     steps: StepsOpt = None,
     detach: DetachOpt = False,
+    no_sync: NoSyncOpt = False,
     spec_format: SpecFormatOpt = None,
     command: CommandOpt = None,
     title: TitleOpt = None,
@@ -157,6 +161,7 @@ def run_command(
     if tag and not any(set(tag) & set(r["tags"]) for r in records):
         raise BadInput(f"no run has tag {', '.join(tag)}", key="--tag",
                        hint=f"tags: {', '.join(sorted(plan.tag_counts)) or 'none'}")
+    synced = _sync_first(placement.target, cwd, dry_run) if placement.remote and not no_sync else None
     if dry_run:
         states = _known_states(plan.exp_dir)
     else:
@@ -164,7 +169,8 @@ def run_command(
         ledger = Ledger(plan.exp_dir)
         ledger.add_runs(records)
         ledger.set_meta({"cwd": str(cwd), "spec": str(spec.absolute()), "format": loaded.format,
-                         "overrides": overrides or [], "controller": owner(), **placement.meta()})
+                         "overrides": overrides or [], "controller": owner(), **placement.meta(),
+                         **({"synced_commit": synced} if synced else {})})
         (plan.exp_dir / CANCEL_MARK).unlink(missing_ok=True)
         for note in gather(placement, plan.exp_dir):
             sys.stdout.write(f"note: {note}\n")
@@ -222,6 +228,19 @@ def run_command(
         out.write(progress.summary() + "\n")
     ledger.close()
     raise typer.Exit(code)
+
+
+def _sync_first(target: Target | None, cwd: Path, dry_run: bool) -> str | None:
+    """`expdeploy env sync TARGET` before the runs go there; the commit of the code sent."""
+    from expdeploy.cli.common import OutputFormat
+    from expdeploy.cli.env import SyncProgressView, summary_line
+    from expdeploy.sync import sync_target
+
+    assert target is not None
+    with SyncProgressView(OutputFormat.table) as progress:
+        report = sync_target(target, cwd, dry_run=dry_run, progress=progress)
+    sys.stdout.write(summary_line(report) + "\n")
+    return report.commit
 
 
 def _check_agents(agents: int | None, backend: type[Backend], *, tag: bool, sample: bool,

@@ -119,8 +119,8 @@ def _settings(target: Target) -> dict[str, Any]:
             flat.update({f"slurm.{k}": v for k, v in value.items()})
         elif key == "slurm":
             continue
-        elif key == "env":
-            flat.update({f"env.{k}": v for k, v in value.items()})
+        elif key in ("env", "path_map"):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
         elif key == "where":
             flat["defined in"] = str(target.where) if target.where else None
         else:

@@ -200,8 +200,11 @@ class SlurmBackend(Backend):
                    "nosbatch": "sbatch is not on PATH"}.get(done.stdout.strip())
         if problem or done.code:
             raise SlurmError(f"{self.shell.label}: {problem or _last_line(done.stderr)}",
-                             hint="put the code there first (rsync -a ./ HOST:DIR; `expdeploy env sync` "
-                                  "comes with the SSH backend), or set the target's workdir and env")
+                             hint=f"`expdeploy env sync {self._target_name()}` puts the code there (`run` "
+                                  "does it first unless --no-sync), or set the target's workdir and env")
+
+    def _target_name(self) -> str:
+        return self.options.target.name if self.options.target else "TARGET"
 
     def _script_base(self, suffix: str = "") -> str:
         """A new name for a submission's files in <exp>/slurm/ (its directory made)."""

@@ -182,7 +182,8 @@ class SshBackend(Backend):
         facts: HostFacts = job.result
         if not facts.has_cwd:
             host.dead = True
-            return [f"{host.alias}: the work directory {self.cwd} does not exist"]
+            return [f"{host.alias}: the work directory {self.cwd} does not exist (`expdeploy env sync "
+                    f"{self.target.name}` puts the code there)"]
         host.facts = facts
         host.slots = self._slots(facts)
         return []

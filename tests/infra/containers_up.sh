@@ -6,12 +6,15 @@
 #   DOCKER_HOST=unix://$BASE/docker/docker.sock docker run --rm --network=none bb:latest sh -c 'echo hi'
 # What this machine needs (no CAP_SYS_RESOURCE, hybrid cgroups, no systemd): runc rather than
 # crun, cgroupfs, explicit ulimits, and --network=none. Stop with containers_down.sh.
+# PODMAN=0: no podman; IMPORT=0: an empty dockerd (a second machine's, to load images into).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 BASE=${BASE:?set BASE to a directory for the container state}
 mkdir -p "$BASE/bin" "$BASE/docker"
 NOFILE=$(ulimit -Hn)
 NPROC=32768
+PODMAN=${PODMAN:-1}
+IMPORT=${IMPORT:-1}
 
 if [[ ! -f $BASE/rootfs.tar ]]; then
     root=$BASE/rootfs
@@ -24,6 +27,7 @@ if [[ ! -f $BASE/rootfs.tar ]]; then
     tar -C "$root" -cf "$BASE/rootfs.tar" .
 fi
 
+if ((PODMAN)); then
 cat > "$BASE/bin/podman" <<WRAPPER
 #!/bin/sh
 export CONTAINERS_CONF=$BASE/containers.conf
@@ -36,6 +40,7 @@ printf '[containers]\ndefault_ulimits = ["nofile=%s:%s", "nproc=%s:%s"]\n' \
 "$BASE/bin/podman" image exists localhost/bb:latest ||
     "$BASE/bin/podman" import -q "$BASE/rootfs.tar" localhost/bb:latest >/dev/null
 "$BASE/bin/podman" run --rm --network=none localhost/bb:latest sh -c 'echo podman ok'
+fi
 
 docker=(/usr/bin/docker -H "unix://$BASE/docker/docker.sock")
 if ! alive "$BASE/docker/dockerd.pid"; then
@@ -46,5 +51,8 @@ if ! alive "$BASE/docker/dockerd.pid"; then
         > "$BASE/docker/dockerd.log" 2>&1 &
     wait_for 60 "${docker[@]}" version >/dev/null 2>&1 || { tail -20 "$BASE/docker/dockerd.log" >&2; exit 1; }
 fi
-"${docker[@]}" image inspect bb:latest >/dev/null 2>&1 || "${docker[@]}" import "$BASE/rootfs.tar" bb:latest >/dev/null
-"${docker[@]}" run --rm --network=none bb:latest sh -c 'echo docker ok'
+if ((IMPORT)); then
+    "${docker[@]}" image inspect bb:latest >/dev/null 2>&1 ||
+        "${docker[@]}" import "$BASE/rootfs.tar" bb:latest >/dev/null
+    "${docker[@]}" run --rm --network=none bb:latest sh -c 'echo docker ok'
+fi

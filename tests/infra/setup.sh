@@ -13,7 +13,8 @@ declare -A wanted=(
     [slurmdbd]=slurmdbd [mariadbd]=mariadb-server
     [sshd]=openssh-server [ssh]=openssh-client
     [ip]=iproute2 [unshare]=util-linux
-    [dockerd]=docker.io [podman]=podman [runc]=runc [busybox]=busybox-static [newuidmap]=uidmap
+    [dockerd]=docker.io [podman]=podman [runc]=runc [catatonit]=catatonit [busybox]=busybox-static
+    [newuidmap]=uidmap
 )
 need=()
 for command in "${!wanted[@]}"; do

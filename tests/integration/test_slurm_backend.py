@@ -285,7 +285,7 @@ def test_remote_target_with_missing_workdir_starts_nothing(project: Project, ssh
     _remote_target(project, sshd, slurm, str(project.root / "not-synced"))
     project.write("grid.yml", "name: nowhere\ncommand: echo {x}\ngrid:\n  x: [1]\n")
     project.env.pop("SLURM_CONF", None)
-    done = project.run("run", "grid.yml", "--target", "cluster")
+    done = project.run("run", "grid.yml", "--target", "cluster", "--no-sync")
     assert done.returncode == 1
     assert f"the work directory {project.root / 'not-synced'} does not exist" in done.stderr
     assert "Traceback" not in done.stderr

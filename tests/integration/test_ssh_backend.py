@@ -34,12 +34,6 @@ def lab(hosts: Hosts, request: pytest.FixtureRequest) -> Iterator[Project]:
     project.stop_all()
 
 
-def copy_code(project: Project, hosts: Hosts) -> None:
-    for host in hosts.names:
-        subprocess.run(["rsync", "-a", "-e", f"ssh -F {hosts.ssh_config}", "--exclude=experiments",
-                        f"{project.root}/", f"{host}:{project.root}/"], check=True)
-
-
 def where(project: Project, name: str) -> dict[str, str]:
     """Run name -> host, from the `where.txt` each run wrote and the controller brought back."""
     return {p.parent.name: p.read_text().split()[0]
@@ -53,7 +47,6 @@ def test_runs_spread_over_both_hosts_and_their_files_come_back(lab: Project, hos
         grid:
           x: [1, 2, 3, 4, 5, 6]
     """)
-    copy_code(lab, hosts)
     done = lab.run("run", "grid.yml", "--target", "lab", timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ssh: lab: h1 (2 CPU slots), h2 (2 CPU slots)" in done.stdout
@@ -73,7 +66,6 @@ def test_unreachable_host_loses_its_runs_and_they_finish_on_the_other(lab: Proje
         grid:
           x: [1, 2, 3, 4]
     """)
-    copy_code(lab, hosts)
     controller = lab.start("run", "grid.yml", "--target", "lab", "--host-timeout", "2")
     marker = f"{lab.exp('failover')}/.expdeploy/worker.py run"
     try:
@@ -99,7 +91,6 @@ def test_ctrl_c_cancels_the_runs_on_the_hosts(lab: Project, hosts: Hosts) -> Non
         grid:
           x: [1, 2, 3]
     """)
-    copy_code(lab, hosts)
     controller = lab.start("run", "grid.yml", "--target", "lab", "--grace", "5")
     marker = f"{lab.exp('stop')}/.expdeploy/worker.py run"
     wait_until(lambda: len(processes_with(marker)) == 3, 60, "three runs started")
@@ -113,7 +104,8 @@ def test_ctrl_c_cancels_the_runs_on_the_hosts(lab: Project, hosts: Hosts) -> Non
     assert not processes_with(marker)
 
 
-def test_unreachable_target_is_one_line_and_exit_2(lab: Project, hosts: Hosts) -> None:
+@pytest.mark.parametrize("sync", [True, False], ids=["sync-first", "no-sync"])
+def test_unreachable_target_is_one_line_and_exit_2(lab: Project, hosts: Hosts, sync: bool) -> None:
     lab.write("expdeploy.toml", f"""
         [targets.gone]
         backend = "ssh"
@@ -123,13 +115,15 @@ def test_unreachable_target_is_one_line_and_exit_2(lab: Project, hosts: Hosts) -
     lab.write("grid.yml", "name: nowhere\ncommand: echo {x}\ngrid:\n  x: [1]\n")
     hosts.link("h1", up=False)
     try:
-        done = lab.run("run", "grid.yml", "--target", "gone", timeout=90)
+        done = lab.run("run", "grid.yml", "--target", "gone", *([] if sync else ["--no-sync"]), timeout=90)
     finally:
         hosts.link("h1", up=True)
     assert done.returncode == 2, done.stdout + done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "h1 unreachable" in errors[0], done.stderr
+    assert len(errors) == 1, done.stderr
+    assert "(h1)" in errors[0] or "h1 unreachable" in errors[0], done.stderr
     assert "Traceback" not in done.stderr
+    assert not lab.exp("nowhere").exists() or not list(lab.exp("nowhere").glob("runs/*/claim.*"))
 
 
 def _host_of(pid: int) -> str | None:
@@ -157,7 +151,6 @@ def test_runs_outlive_their_controller_and_status_brings_them_home(lab: Project,
         grid:
           x: [1, 2]
     """)
-    copy_code(lab, hosts)
     controller = lab.start("run", "grid.yml", "--target", "lab")
     marker = f"{lab.exp('laptop')}/.expdeploy/worker.py run"
     wait_until(lambda: len(processes_with(marker)) == 2, 60, "both runs started")
@@ -212,7 +205,6 @@ def test_agents_on_both_hosts_share_the_experiment_directory(project: Project, h
 
 def test_agents_refused_where_the_hosts_do_not_share_the_directory(lab: Project, hosts: Hosts) -> None:
     lab.write("grid.yml", "name: private\ncommand: echo {i}\ngrid:\n  i: [1, 2]\n")
-    copy_code(lab, hosts)
     done = lab.run("run", "grid.yml", "--target", "lab", "--agents", "2")
     assert done.returncode == 2, done.stdout + done.stderr
     assert "--agents needs the experiment directory on a file system the hosts share" in done.stderr

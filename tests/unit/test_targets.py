@@ -194,6 +194,24 @@ BAD = [
     ('[targets."a b"]\nbackend = "ssh"\n', 1, "targets.a b", "not a usable target name", None),
     ('[targets.a]\nbackend = "ssh"\nworkdir = """\nprot = 1\n"""\nprot = 2\n', 6, "targets.a.prot",
      "unknown key", None),
+    ('[targets.a]\nbackend = "ssh"\nimages = ["x.img"]\n', 3, "targets.a.images", "expected .sif files",
+     "docker_images"),
+    ('[targets.a]\nbackend = "ssh"\nimages = "x.sif"\n', 3, "targets.a.images", "a list of strings", None),
+    ('[targets.a]\nbackend = "ssh"\npaths = [""]\n', 3, "targets.a.paths", "non-empty paths", None),
+    ('[targets.a]\nbackend = "ssh"\ndocker_images = ["my image"]\n', 3, "targets.a.docker_images",
+     "not a Docker image name", "name[:tag]"),
+    ('[targets.a]\nbackend = "ssh"\nenvironment = 3\n', 3, "targets.a.environment", "a non-empty string",
+     None),
+    ('[targets.a]\nbackend = "ssh"\nsync = ["code", "images"]\n', 3, "targets.a.sync",
+     "lists 'images' but `images` is not set", "images = [...]"),
+    ('[targets.a]\nbackend = "ssh"\nsync = ["dockr"]\n', 3, "targets.a.sync", "unknown sync 'dockr'",
+     "'docker'"),
+    ('[targets.a]\nbackend = "ssh"\npath_map = "/a"\n', 3, "targets.a.path_map", "expected a table",
+     '"/local/prefix" = "/remote/prefix"'),
+    ('[targets.a]\nbackend = "ssh"\n[targets.a.path_map]\n"/a" = "b"\n', 4, "targets.a.path_map./a",
+     "expected an absolute remote path, got 'b'", None),
+    ('[targets.a]\nbackend = "ssh"\n[targets.a.path_map]\n"/a" = "/b"\n"rel" = "/c"\n', 5,
+     "targets.a.path_map.rel", "expected an absolute local path", None),
 ]
 
 
@@ -213,6 +231,55 @@ def test_bad_input_names_file_line_key_and_hint(
         assert error.hint is not None and hint in error.hint, error.hint
     assert str(error).startswith(f"{path}:{line}: ")
     assert "\n" not in str(error)
+
+
+def test_sync_settings_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    write(tmp_path, """
+        [targets.t]
+        backend = "ssh"
+        host = "h"
+        environment = ".venv/"
+        images = ["images/app.sif", "/abs/other.sif"]
+        docker_images = ["pytorch/pytorch:2.3", "registry.example.org:5000/x@sha256:ab"]
+        paths = ["data/../data", "~/shared"]
+        [targets.t.path_map]
+        "~/proj" = "/work/me/proj/"
+        "/opt" = "/scratch/opt"
+    """)
+    target = load_targets(tmp_path)["t"]
+    assert target.environment == str(tmp_path / ".venv")
+    assert target.images == (str(tmp_path / "images/app.sif"), "/abs/other.sif")
+    assert target.docker_images == ("pytorch/pytorch:2.3", "registry.example.org:5000/x@sha256:ab")
+    assert target.paths == (str(tmp_path / "data"), str(tmp_path / "home/shared"))
+    assert target.path_map == {str(tmp_path / "home/proj"): "/work/me/proj", "/opt": "/scratch/opt"}
+    # without a `sync` list: the code, and every kind the settings name
+    assert target.sync == ("code", "env", "images", "docker", "paths")
+
+
+def test_sync_list_wins_and_env_needs_no_setting(tmp_path: Path) -> None:
+    write(tmp_path, '[targets.t]\nbackend = "ssh"\nsync = ["env"]\n[targets.u]\nbackend = "ssh"\n'
+          'images = ["a.sif"]\n')
+    targets = load_targets(tmp_path)
+    assert targets["t"].sync == ("env",)  # the active environment, at sync time
+    assert targets["u"].sync == ("code", "images")
+    assert targets["t"].environment is None and targets["t"].path_map == {}
+
+
+@pytest.mark.parametrize(("local", "remote"), [
+    ("/home/me/proj/.venv", "/work/me/proj/.venv"),
+    ("/home/me", "/work/me"),
+    ("/home/me/proj-other/x", "/work/me/proj-other/x"),
+    ("/home/me2/x", "/home/me2/x"),  # a prefix matches whole path components only
+    ("/home/me/deep/er/x", "/elsewhere/x"),  # the longest prefix wins
+    ("/opt/x", "/opt/x"),
+])
+def test_remote_path_applies_the_longest_path_map_prefix(local: str, remote: str) -> None:
+    target = Target(name="t", backend="ssh",
+                    path_map={"/home/me": "/work/me", "/home/me/deep/er": "/elsewhere"})
+    assert target.remote_path(local) == remote
+    assert Target(name="t", backend="ssh").remote_path(local) == local
+    assert Target(name="t", backend="ssh", path_map={"/": "/r"}).remote_path(local) == "/r" + local
 
 
 def test_user_file_allows_only_targets(tmp_path: Path) -> None:
