@@ -27,7 +27,7 @@ SHIPPED = ".expdeploy"
 def plan_record(run: Run, exp_dir: Path, launch_time: str, cwd: Path) -> dict[str, Any]:
     """One manifest line: everything the compute side needs to run `run`, nothing secret."""
     commands = commands_for(run, exp_dir, launch_time)
-    return {
+    record = {
         "run_id": run.run_id,
         "name": run.name,
         "params": dict(run.params),
@@ -36,6 +36,16 @@ def plan_record(run: Run, exp_dir: Path, launch_time: str, cwd: Path) -> dict[st
         "resources": run.recipe.resources.as_dict(),
         "cwd": str(cwd),
     }
+    env = run.recipe.env
+    if env is not None:  # every step runs inside the run's environment; the worker needs nothing
+        from expdeploy.wrapping import RunContext, stop_command, wrap_command
+
+        context = RunContext(run.run_id, str(exp_dir), str(cwd), run.recipe.resources.gpus)
+        record["steps"] = [[step, wrap_command(env, command, context)] for step, command in commands.items()]
+        stop = stop_command(env, context)
+        if stop:
+            record["stop"] = stop
+    return record
 
 
 def write_manifest(exp_dir: Path, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

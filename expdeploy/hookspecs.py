@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from expdeploy.backend import Backend
     from expdeploy.spec.formats import SpecFormat
+    from expdeploy.wrapping import Wrapper
 
 hookspec = pluggy.HookspecMarker("expdeploy")
 
@@ -32,6 +33,16 @@ def expdeploy_register_backends(register: Callable[[type[Backend]], None]) -> No
 
     `expdeploy run --backend NAME` picks one; the first registered under a name wins and
     built-ins register last, so a plugin can replace `local`.
+    """
+
+
+@hookspec
+def expdeploy_register_environments(register: Callable[[Wrapper], None]) -> None:
+    """Register environment wrappers (`expdeploy.wrapping.Wrapper`): the spec key `name` selects
+    one in `env:`; a `python` layer (conda, venv) runs inside an optional `container` layer
+    (docker, singularity), and `wrap` turns each step's command into its wrapped form.
+
+    The first wrapper registered under a name wins; built-ins register last.
     """
 
 

@@ -222,6 +222,7 @@ class Execution:
         self.cancelled = False
         self.preempted = False  # the scheduler warned of the end (time limit, preemption)
         self.extra = extra or {}  # recorded in state.json too, e.g. the scheduler's job id
+        self.environment_stopped = False
         self.state: dict[str, Any] = {}
 
     # state.json --------------------------------------------------------------------------
@@ -328,6 +329,7 @@ class Execution:
                        ended=time.time(), pgid=None, pgid_start=None,
                        requeues=int(self.state.get("requeues") or 0) + 1)
         elif cancelled:
+            self.stop_environment()
             self._finish("cancelled", code)
         elif code != 0:
             self._finish("failed", code)
@@ -342,8 +344,20 @@ class Execution:
             return False
         code = self.proc.returncode
         self.proc, self.lingering = None, False
+        self.stop_environment()
         self._finish("cancelled", code if code is not None else -signal.SIGKILL)
         return True
+
+    def stop_environment(self) -> None:
+        """Run the plan's `stop` line (e.g. remove the run's container): a killed container
+        client leaves its container running. Once per attempt."""
+        stop = self.plan.get("stop")
+        if not stop or self.environment_stopped:
+            return
+        self.environment_stopped = True
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(["/bin/sh", "-c", stop], env=self.env(), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
 
     def _cancel_requested(self) -> bool:
         return os.path.exists(os.path.join(self.run_dir, CANCEL_MARK))
@@ -365,6 +379,8 @@ class Execution:
             self.cancelled = self.cancelled or sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
+            if sig == signal.SIGKILL:
+                self.stop_environment()
 
     def wait(self, heartbeat: float = 30.0) -> None:
         """Run to the end in this process (agents, Slurm tasks); heartbeats while waiting."""

@@ -1,5 +1,6 @@
-"""`expdeploy env`: sync the code and environment to a target by reference (`env sync`), and check
-that the environment there is the one here (`env check`)."""
+"""`expdeploy env`: sync the code and environment to a target by reference (`env sync`), check that
+the environment there is the one here (`env check`), build images (`env build`), and show a
+run's commands wrapped in its environment (`env show`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from expdeploy.cli.common import FormatOpt, OutputFormat
+from expdeploy.cli.common import (
+    FormatOpt,
+    OutputFormat,
+    OutputOpt,
+    OverridesArg,
+    SpecArg,
+    SpecFormatOpt,
+    load_from_cli,
+)
 from expdeploy.cli.output import CliState
 from expdeploy.errors import EXIT_FAILED_RUNS, BadInput
 
@@ -218,6 +227,84 @@ def _print_check(result: EnvCheck) -> None:
         typer.echo(f"{where} differs: " + "; ".join(found))
     if not differences and not result.here.problem:
         typer.echo(f"the environment matches on {', '.join(f.where for f in result.there)}")
+
+
+FromOpt = Annotated[Path | None, typer.Option(
+    "--from", help="A Dockerfile, a Singularity recipe (.def) or a directory holding a Dockerfile "
+    "(default: the recipes shipped in containers/).", show_default=False)]
+DockerOpt = Annotated[bool, typer.Option("--docker", help="Build a Docker (or podman) image, not a .sif.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="The .sif to build (default ./expdeploy.sif).",
+                                             show_default=False)]
+TagOpt = Annotated[str | None, typer.Option("--tag", help="The Docker image's tag (default "
+                                            "expdeploy:latest).", show_default=False)]
+RuntimeOpt = Annotated[str | None, typer.Option(
+    "--runtime", help="apptainer or singularity; with --docker: docker or podman.", show_default=False)]
+FakerootOpt = Annotated[bool | None, typer.Option(
+    "--fakeroot/--no-fakeroot", help="Singularity: build as a fake root (default: unless you are root).",
+    show_default=False)]
+NetworkNoneOpt = Annotated[bool, typer.Option("--network-none", help="Build without network access.")]
+
+
+@env_app.command("build")
+def build_command(source: FromOpt = None, docker: DockerOpt = False, out: OutOpt = None, tag: TagOpt = None,
+                  runtime: RuntimeOpt = None, fakeroot: FakerootOpt = None,
+                  network_none: NetworkNoneOpt = False) -> None:
+    """Build the image runs execute in. Singularity (the default): a Dockerfile is converted with
+    spython (and its runscript corrected) into a recipe next to the image, then built with
+    apptainer or singularity; where neither is installed, the recipe is written and the command
+    to build it printed. --docker builds the same recipe directory with docker or podman.
+
+    \b
+    Examples:
+      expdeploy env build                                # containers/Dockerfile -> ./expdeploy.sif
+      expdeploy env build --from Dockerfile --out img.sif
+      expdeploy env build --docker --tag me/train:1 --from .
+      expdeploy env build --docker --runtime podman
+    """
+    from expdeploy.envbuild import build, default_recipes
+
+    result = build(source or default_recipes(), docker=docker, out=out, tag=tag, runtime=runtime,
+                   fakeroot=fakeroot, network_none=network_none, on_line=lambda line: typer.echo(line))
+    for path in result.written:
+        typer.echo(f"wrote {path}")
+    if result.ran:
+        typer.echo(f"built {result.image}")
+    else:
+        typer.echo("no apptainer or singularity here; build it where one is installed with:\n"
+                   f"  {result.shell}")
+
+
+RunOpt = Annotated[str | None, typer.Option("--run", help="The run to show (a name; default: the first).",
+                                            show_default=False)]
+
+
+@env_app.command("show")
+def show_command(spec: SpecArg, overrides: OverridesArg = None, run: RunOpt = None,
+                 output: OutputOpt = Path("experiments"), spec_format: SpecFormatOpt = None) -> None:
+    """Print what one run of SPEC executes, each step fully wrapped in its environment (`env:`):
+    the lines the worker runs. Starts and writes nothing.
+
+    \b
+    Examples:
+      expdeploy env show grid.yml
+      expdeploy env show grid.yml --run lr=0.1,seed=0
+    """
+    from expdeploy.expdir import plan_record
+    from expdeploy.plan import make_plan
+
+    loaded, parsed = load_from_cli(spec, overrides, spec_format, None, None, None, 0)
+    plan = make_plan(loaded, parsed, output)
+    runs = plan.expansion.runs
+    chosen = [r for r in runs if run is None or r.name == run][:1]
+    if not chosen:
+        raise BadInput(f"no run named {run!r}", key="--run",
+                       hint=f"runs: {', '.join(r.name for r in runs[:5])}{' ...' if len(runs) > 5 else ''}")
+    record = plan_record(chosen[0], plan.exp_dir, plan.launch_time, Path.cwd())
+    typer.echo(f"# {record['name']} ({record['run_id']})")
+    for step, command in record["steps"]:
+        typer.echo(f"[{step}] {command}")
+    if record.get("stop"):
+        typer.echo(f"[on cancel] {record['stop']}")
 
 
 def register(app: typer.Typer) -> None:

@@ -25,6 +25,7 @@ from expdeploy.errors import BadInput
 if TYPE_CHECKING:
     from expdeploy.backend import Backend
     from expdeploy.ledger import Ledger
+    from expdeploy.spec.model import Recipe
     from expdeploy.targets import Target
 
 BackendOpt = Annotated[str | None, typer.Option(
@@ -161,6 +162,8 @@ def run_command(
     if tag and not any(set(tag) & set(r["tags"]) for r in records):
         raise BadInput(f"no run has tag {', '.join(tag)}", key="--tag",
                        hint=f"tags: {', '.join(sorted(plan.tag_counts)) or 'none'}")
+    if not placement.remote:
+        _check_environments(plan.spec.recipes)
     synced = _sync_first(placement.target, cwd, dry_run) if placement.remote and not no_sync else None
     if dry_run:
         states = _known_states(plan.exp_dir)
@@ -228,6 +231,18 @@ def run_command(
         out.write(progress.summary() + "\n")
     ledger.close()
     raise typer.Exit(code)
+
+
+def _check_environments(recipes: Sequence[Recipe]) -> None:
+    """A missing runtime, image or environment stops `run` here, before anything starts."""
+    from expdeploy.wrapping import problems
+
+    for recipe in recipes:
+        if recipe.env is not None:
+            found = problems(recipe.env)
+            if found:
+                raise BadInput(found[0], where=recipe.env.where, key="env",
+                               hint="install or build what is missing, or fix the path in `env:`")
 
 
 def _sync_first(target: Target | None, cwd: Path, dry_run: bool) -> str | None:

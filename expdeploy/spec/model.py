@@ -8,9 +8,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from expdeploy.errors import Location
+
+if TYPE_CHECKING:
+    from expdeploy.wrapping import EnvSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,7 @@ class Recipe:
     steps: tuple[Step, ...]
     resources: Resources
     nested_args: bool = False  # all-parameter forms re-nest dotted names (wandb agents do)
+    env: EnvSpec | None = None  # the environment every step runs in (`env:`), None: as it is
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from expdeploy.spec.source import LocatedDict, SpecSource
 from expdeploy.spec.walk import PARAM_NAME, Walker
 
 TOP_KEYS = ("name", "description", "command", "steps", "defaults", "grid", "zip", "subgrids",
-            "exclude", "runs", "resources", "run_name", "tags")
+            "exclude", "runs", "resources", "env", "run_name", "tags")
 LATER_KEYS = tuple(k for k in TOP_KEYS if k not in ("name", "run_name"))
 SUBGRID_KEYS = ("tags", "grid", "zip", "defaults", "exclude", "runs", "resources")
 _NATIVE_HINTS = {"command", "steps", "grid", "zip", "subgrids", "runs"}
@@ -113,7 +113,8 @@ class _NativeLoader(Walker):
         resources = base.resources if base else Resources()
         if "resources" in doc:
             resources = self.resources(doc, "resources", "resources", resources)
-        return Recipe(steps, resources)
+        env = self.env(doc, "env", "env") if "env" in doc else base.env if base else None
+        return Recipe(steps, resources, env=env)
 
     def steps(self, doc: LocatedDict) -> tuple[Step, ...]:
         mapping = self.mapping(doc, "steps", "steps")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from expdeploy.errors import Location, SpecError
 from expdeploy.launch import RESERVED
@@ -13,6 +13,9 @@ from expdeploy.spec.formats import LoadOptions
 from expdeploy.spec.model import Factor, Resources
 from expdeploy.spec.source import LocatedDict, SpecSource, line_of
 from expdeploy.units import parse_duration
+
+if TYPE_CHECKING:
+    from expdeploy.wrapping import EnvSpec
 
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
@@ -196,6 +199,19 @@ class Walker:
             values["time"] = str(res["time"])
         fields = {f: getattr(base, f) for f in base.__dataclass_fields__}
         return Resources(**{**fields, **values})
+
+    def env(self, parent: Any, key: str, path: str) -> EnvSpec:
+        """An `env:` table, checked by the environment wrappers plugins register."""
+        from expdeploy.wrapping import read_env
+
+        table = self.mapping(parent, key, path)
+
+        def fail(sub: str, message: str, hint: str | None) -> Exception:
+            if not sub:
+                return self.fail(parent, key, path, message, hint)
+            return self.fail(table, sub, f"{path}.{sub}", message, hint)
+
+        return read_env(table, self.at(parent, key), fail)
 
     def dir_name(self, parent: Any, key: Any, path: str, name: str) -> str:
         problem = dir_name_problem(name)

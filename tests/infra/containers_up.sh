@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent: containers with no registry, state under $BASE. A busybox rootfs tarball (from
 # Debian's busybox-static) imported as image bb:latest into podman (rootful, private storage,
-# wrapper $BASE/bin/podman) and into a private dockerd (socket $BASE/docker/docker.sock):
+# wrapper $BASE/bin/podman) and into a private dockerd (socket $BASE/docker/docker.sock); and
+# bblibc:latest, the same with the C libraries python3 links to: an image with no Python of its
+# own, in which an interpreter mounted from outside runs.
 #   $BASE/bin/podman run --rm --network=none localhost/bb:latest sh -c 'echo hi'
 #   DOCKER_HOST=unix://$BASE/docker/docker.sock docker run --rm --network=none bb:latest sh -c 'echo hi'
 # What this machine needs (no CAP_SYS_RESOURCE, hybrid cgroups, no systemd): runc rather than
@@ -26,6 +28,18 @@ if [[ ! -f $BASE/rootfs.tar ]]; then
     done
     tar -C "$root" -cf "$BASE/rootfs.tar" .
 fi
+if [[ ! -f $BASE/libc-rootfs.tar ]]; then
+    root=$BASE/libc-rootfs
+    rm -rf "$root"
+    mkdir -p "$root"
+    tar -C "$root" -xf "$BASE/rootfs.tar"
+    python=$(python3 -c "import os, sys; print(os.path.realpath(sys.executable))")
+    for lib in $(ldd "$python" | grep -o '/[^ ]*' | grep -v "^$(dirname "$(dirname "$python")")/"); do
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done
+    tar -C "$root" -cf "$BASE/libc-rootfs.tar" .
+fi
 
 if ((PODMAN)); then
 cat > "$BASE/bin/podman" <<WRAPPER
@@ -39,6 +53,8 @@ printf '[containers]\ndefault_ulimits = ["nofile=%s:%s", "nproc=%s:%s"]\n' \
     "$NOFILE" "$NOFILE" "$NPROC" "$NPROC" > "$BASE/containers.conf"
 "$BASE/bin/podman" image exists localhost/bb:latest ||
     "$BASE/bin/podman" import -q "$BASE/rootfs.tar" localhost/bb:latest >/dev/null
+"$BASE/bin/podman" image exists localhost/bblibc:latest ||
+    "$BASE/bin/podman" import -q "$BASE/libc-rootfs.tar" localhost/bblibc:latest >/dev/null
 "$BASE/bin/podman" run --rm --network=none localhost/bb:latest sh -c 'echo podman ok'
 fi
 
@@ -54,5 +70,7 @@ fi
 if ((IMPORT)); then
     "${docker[@]}" image inspect bb:latest >/dev/null 2>&1 ||
         "${docker[@]}" import "$BASE/rootfs.tar" bb:latest >/dev/null
+    "${docker[@]}" image inspect bblibc:latest >/dev/null 2>&1 ||
+        "${docker[@]}" import "$BASE/libc-rootfs.tar" bblibc:latest >/dev/null
     "${docker[@]}" run --rm --network=none bb:latest sh -c 'echo docker ok'
 fi
