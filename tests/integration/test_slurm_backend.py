@@ -199,9 +199,14 @@ def test_warning_signal_requeues_and_the_run_finishes(slurm_project: Project, sl
                "the run recorded as requeued")
     wait_until(lambda: "PENDING" in slurm.run("squeue", "-h", "-j", job, "-o", "%T", check=False), 30,
                "the job back in the queue")
-    slurm.run("scontrol", "update", f"JobId={job}", "StartTime=now")  # skip Slurm's requeue delay
-    wait_until(lambda: states_of(slurm_project, "pre").get(run_dir.name) == "succeeded", 90,
-               "the run to finish")
+
+    def finished() -> bool:
+        # skip Slurm's requeue delay; again if the requeue set its begin time after our update did
+        if "BeginTime" in slurm.run("squeue", "-h", "-j", job, "-o", "%r", check=False):
+            slurm.run("scontrol", "update", f"JobId={job}", "StartTime=now")
+        return states_of(slurm_project, "pre").get(run_dir.name) == "succeeded"
+
+    wait_until(finished, 90, "the run to finish")
     state = json.loads((run_dir / "state.json").read_text())
     assert (state["attempt"], state["requeues"], state["exit_code"]) == (1, 1, 0)
     assert sorted(p.name for p in run_dir.glob("claim.*")) == ["claim.1"], "a requeue is not a new attempt"
