@@ -17,19 +17,19 @@ from services.hosts import Hosts
 pytestmark = pytest.mark.integration
 
 
+def lab_target(hosts: Hosts) -> str:
+    """Target `lab`: h1 and h2, two CPU slots each."""
+    return ('[targets.lab]\nbackend = "ssh"\nhosts = ["h1", "h2"]\nslots = 2\n'
+            f'ssh_config = "{hosts.ssh_config}"\n')
+
+
 @pytest.fixture
 def lab(hosts: Hosts, request: pytest.FixtureRequest) -> Iterator[Project]:
     """A project at the same absolute path here and (once synced) on h1 and h2, with target `lab`."""
     root = hosts.shared / f"ssh-{request.node.name}"
     root.mkdir()
     project = Project(root)
-    project.write("expdeploy.toml", f"""
-        [targets.lab]
-        backend = "ssh"
-        hosts = ["h1", "h2"]
-        slots = 2
-        ssh_config = "{hosts.ssh_config}"
-    """)
+    project.write("expdeploy.toml", lab_target(hosts))
     yield project
     project.stop_all()
 
@@ -179,13 +179,7 @@ def test_runs_outlive_their_controller_and_status_brings_them_home(lab: Project,
 
 def test_agents_on_both_hosts_share_the_experiment_directory(project: Project, hosts: Hosts) -> None:
     # tmp_path is outside hosts.shared: the hosts see this very directory (a shared file system)
-    project.write("expdeploy.toml", f"""
-        [targets.lab]
-        backend = "ssh"
-        hosts = ["h1", "h2"]
-        slots = 2
-        ssh_config = "{hosts.ssh_config}"
-    """)
+    project.write("expdeploy.toml", lab_target(hosts))
     project.write("grid.yml", """
         name: pull
         command: echo {i} $(hostname) >> {exp_dir}/ran.txt; sleep 0.2

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from services import require
 from services.ssh import INFRA, Sshd
 
 HOST_COUNT = 2
@@ -57,11 +58,7 @@ def free_subnet() -> str:
 
 @pytest.fixture(scope="session")
 def hosts(sshd: Sshd) -> Iterator[Hosts]:
-    reason = unavailable()
-    if reason:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"multi-host tests cannot run in CI: {reason}")
-        pytest.skip(reason)
+    require(unavailable(), "multi-host tests")
     shared = Path(tempfile.mkdtemp(prefix="expdeploy-shared-"))
     shared.chmod(0o755)
     net = free_subnet()

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from services import require
+
 INFRA = Path(__file__).resolve().parent.parent / "infra"
 
 
@@ -52,11 +54,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def sshd() -> Iterator[Sshd]:
-    reason = unavailable()
-    if reason:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"sshd tests cannot run in CI: {reason}")
-        pytest.skip(reason)
+    require(unavailable(), "sshd tests")
     # Not pytest's tmp dir: sshd reads authorized_keys as the test user, who cannot enter it.
     base = Path(tempfile.mkdtemp(prefix="expdeploy-sshd-"))
     base.chmod(0o755)
