@@ -194,3 +194,29 @@ def test_env_build_docker_from_a_local_base_image(boxed: Project, containers: Co
     assert "built hello:1" in done.stdout
     ran = containers.docker("run", "--rm", "--network=none", "hello:1")
     assert ran.stdout == "built here\n", ran.stderr
+
+
+def test_singularity_runs_a_grid_where_it_is_installed(boxed: Project, containers: Containers) -> None:
+    binary = shutil.which("apptainer") or shutil.which("singularity")
+    if binary is None:
+        pytest.skip("no apptainer or singularity binary here (Debian 12 packages neither)")
+    archive = boxed.root / "bb.tar"
+    assert containers.docker("save", "-o", str(archive), "bb:latest").returncode == 0
+    sif = boxed.root / "bb.sif"
+    built = subprocess.run([binary, "build", str(sif), f"docker-archive://{archive}"], capture_output=True,
+                           text=True, timeout=300, check=False)
+    assert built.returncode == 0, built.stderr
+    boxed.write("grid.yml", f"""
+        name: sif
+        command: echo {{x}} $EXPDEPLOY_RUN_NAME $(pwd) > {{run_dir}}/inside.txt
+        grid:
+          x: [1, 2]
+        env:
+          singularity: {sif}
+          cleanenv: true
+    """)
+    done = boxed.run("run", "grid.yml", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for x in ("1", "2"):
+        inside = (boxed.exp("sif") / "runs" / f"x={x}" / "inside.txt").read_text()
+        assert inside == f"{x} x={x} {boxed.root}\n"

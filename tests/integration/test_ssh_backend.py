@@ -5,6 +5,7 @@ path, so a run there uses only what was synced there."""
 from __future__ import annotations
 
 import json
+import sys
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -203,3 +204,27 @@ def test_agents_refused_where_the_hosts_do_not_share_the_directory(lab: Project,
     assert done.returncode == 2, done.stdout + done.stderr
     assert "--agents needs the experiment directory on a file system the hosts share" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_venv_synced_by_reference_runs_on_the_hosts_from_the_same_path(lab: Project, hosts: Hosts) -> None:
+    venv = lab.root / ".venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    assert hosts.ssh("h1", f"test -e {venv}/bin/python").returncode != 0, "h1 has no such venv yet"
+    lab.write("expdeploy.toml", lab_target(hosts) + 'environment = ".venv"\n')
+    lab.write("grid.yml", f"""
+        name: byref
+        command: >-
+          python -c "import sys; print(sys.prefix)" > {{run_dir}}/prefix.txt;
+          hostname >> {{run_dir}}/prefix.txt
+        grid:
+          x: [1, 2, 3, 4]
+        env:
+          venv: {venv}
+    """)
+    done = lab.run("run", "grid.yml", "--target", "lab", timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "synced " in done.stdout and "to 2 hosts (h1, h2)" in done.stdout
+    found = [p.read_text().split() for p in (lab.exp("byref") / "runs").glob("*/prefix.txt")]
+    assert len(found) == 4
+    assert {prefix for prefix, _ in found} == {str(venv)}, "the venv's python, at the identical path"
+    assert {host for _, host in found} == {"h1", "h2"}
