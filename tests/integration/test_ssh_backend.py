@@ -5,9 +5,9 @@ path, so a run there uses only what was synced there."""
 from __future__ import annotations
 
 import json
-import sys
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
