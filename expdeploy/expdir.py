@@ -12,7 +12,7 @@ import shutil
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from expdeploy import worker
 from expdeploy.errors import BadInput
@@ -21,11 +21,16 @@ from expdeploy.launch import commands_for
 from expdeploy.ledger import LEDGER, Ledger, RunRow
 from expdeploy.params import unflatten
 
+if TYPE_CHECKING:
+    from expdeploy.wrapping import EnvSpec
+
 SHIPPED = ".expdeploy"
 
 
-def plan_record(run: Run, exp_dir: Path, launch_time: str, cwd: Path) -> dict[str, Any]:
-    """One manifest line: everything the compute side needs to run `run`, nothing secret."""
+def plan_record(run: Run, exp_dir: Path, launch_time: str, cwd: Path, env: EnvSpec | None = None,
+                ) -> dict[str, Any]:
+    """One manifest line: everything the compute side needs to run `run`, nothing secret. `env`
+    replaces the recipe's environment (a target's own layers)."""
     commands = commands_for(run, exp_dir, launch_time)
     record = {
         "run_id": run.run_id,
@@ -36,7 +41,7 @@ def plan_record(run: Run, exp_dir: Path, launch_time: str, cwd: Path) -> dict[st
         "resources": run.recipe.resources.as_dict(),
         "cwd": str(cwd),
     }
-    env = run.recipe.env
+    env = env or run.recipe.env
     if env is not None:  # every step runs inside the run's environment; the worker needs nothing
         from expdeploy.wrapping import RunContext, stop_command, wrap_command
 

@@ -61,6 +61,8 @@ class Target:
     docker_images: tuple[str, ...] = ()  # Docker images sent with docker save | docker load
     paths: tuple[str, ...] = ()  # more files or directories to sync
     path_map: Mapping[str, str] = field(default_factory=dict)  # local prefix -> remote prefix
+    wrap: Mapping[str, Any] | None = None  # replaces layers of the spec's `env:` for runs there
+    wrap_where: Location | None = None
     where: Location | None = None  # the file and line that defined it
 
     @property
@@ -79,7 +81,7 @@ class Target:
 
 TARGET_KEYS = ("backend", "host", "hosts", "user", "port", "identity_file", "ssh_config", "workdir",
                "sync", "gpus", "slots", "env", "accept_unknown_host_keys", "python", "slurm",
-               "environment", "images", "docker_images", "paths", "path_map")
+               "environment", "images", "docker_images", "paths", "path_map", "wrap")
 SLURM_KEYS = tuple(f.name for f in fields(SlurmSettings))
 
 
@@ -226,6 +228,8 @@ class _Reader:
             slurm=self.slurm(table.get("slurm"), (*keys, "slurm")),
             environment=get.local_path("environment"), images=images, docker_images=docker_images,
             paths=get.paths("paths"), path_map=self.path_map(table.get("path_map"), (*keys, "path_map")),
+            wrap=self.wrap(table.get("wrap"), (*keys, "wrap")),
+            wrap_where=self.at((*keys, "wrap")) if "wrap" in table else None,
             where=self.at(keys),
         )
 
@@ -239,6 +243,15 @@ class _Reader:
                 raise self.fail((*keys, "sync"), f"lists {kind!r} but `{key}` is not set",
                                 hint=f"add {key} = [...] to [targets.{keys[-1]}], or drop {kind!r}")
         return sync
+
+    def wrap(self, table: Any, keys: tuple[str, ...]) -> dict[str, Any] | None:
+        """The target's own environment layers, checked like a spec's `env:` when a run uses them."""
+        if table is None:
+            return None
+        if not isinstance(table, dict) or not table:
+            raise self.fail(keys, f"expected a table of environment keys, got {_type_name(table)}",
+                            hint='e.g. [targets.NAME.wrap] singularity = "/work/me/img.sif", nv = true')
+        return dict(table)
 
     def path_map(self, table: Any, keys: tuple[str, ...]) -> dict[str, str]:
         if table is None:

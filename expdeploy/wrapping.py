@@ -107,6 +107,22 @@ def read_env(table: Mapping[str, Any], where: Location, fail: Fail) -> EnvSpec:
                    container.name if container else None)
 
 
+def with_target(env: EnvSpec | None, table: Mapping[str, Any], where: Location, fail: Fail) -> EnvSpec:
+    """A target's `wrap` table over a spec's `env:`: each layer the target sets (its key and its
+    options) replaces the spec's layer of that kind; the spec's other layer stays."""
+    wrappers = available_wrappers()
+    replaced = {wrappers[k].layer for k in table if k in wrappers}
+    merged = dict(table)
+    if env is not None:
+        for key in (env.python, env.container):
+            if key and wrappers[key].layer not in replaced:
+                merged.setdefault(key, env.table[key])
+                for option in wrappers[key].options:
+                    if option in env.table:
+                        merged.setdefault(option, env.table[option])
+    return read_env(merged, where, fail)
+
+
 def wrap_command(env: EnvSpec | None, command: str, run: RunContext,
                  wrappers: Mapping[str, Wrapper] | None = None) -> str:
     """The step's command line inside its environment (unchanged without one)."""

@@ -20,13 +20,14 @@ from expdeploy.cli.common import (
     TitleOpt,
     load_from_cli,
 )
-from expdeploy.errors import BadInput
+from expdeploy.errors import BadInput, Location
 
 if TYPE_CHECKING:
     from expdeploy.backend import Backend
     from expdeploy.ledger import Ledger
     from expdeploy.spec.model import Recipe
     from expdeploy.targets import Target
+    from expdeploy.wrapping import EnvSpec
 
 BackendOpt = Annotated[str | None, typer.Option(
     "--backend", "-b", help="Where runs execute: local (default), slurm, ... (see `expdeploy plugins`).",
@@ -139,8 +140,9 @@ def run_command(
     plan = make_plan(loaded, parsed, output)
     cwd = Path.cwd()
     placement = choose(backend, target, cwd, plan.exp_dir)
-    records = [plan_record(run, Path(placement.exp_dir), plan.launch_time, Path(placement.cwd))
-               for run in plan.expansion.runs]
+    envs = _target_envs(placement.target, plan.spec.recipes)
+    records = [plan_record(run, Path(placement.exp_dir), plan.launch_time, Path(placement.cwd),
+                           envs.get(id(run.recipe))) for run in plan.expansion.runs]
     settings = RunSettings(force=force or first, retry_failed=retry_failed, max_retries=max_retries,
                            grace_seconds=grace, tags=tuple(tag or ()), sample=sample, seed=seed,
                            first=first, detach=detach)
@@ -163,7 +165,7 @@ def run_command(
         raise BadInput(f"no run has tag {', '.join(tag)}", key="--tag",
                        hint=f"tags: {', '.join(sorted(plan.tag_counts)) or 'none'}")
     if not placement.remote:
-        _check_environments(plan.spec.recipes)
+        _check_environments([envs.get(id(r)) or r.env for r in plan.spec.recipes])
     synced = _sync_first(placement.target, cwd, dry_run) if placement.remote and not no_sync else None
     if dry_run:
         states = _known_states(plan.exp_dir)
@@ -233,16 +235,30 @@ def run_command(
     raise typer.Exit(code)
 
 
-def _check_environments(recipes: Sequence[Recipe]) -> None:
+def _target_envs(target: Target | None, recipes: Sequence[Recipe]) -> dict[int, EnvSpec]:
+    """Per recipe, its environment with the target's `wrap` layers in place of the spec's."""
+    if target is None or target.wrap is None:
+        return {}
+    from expdeploy.wrapping import with_target
+
+    where = target.wrap_where or target.where
+
+    def fail(key: str, message: str, hint: str | None) -> Exception:
+        return BadInput(message, where=where, key=f"targets.{target.name}.wrap" + (f".{key}" if key else ""),
+                        hint=hint)
+
+    return {id(r): with_target(r.env, target.wrap, where or Location("targets"), fail) for r in recipes}
+
+
+def _check_environments(envs: Sequence[EnvSpec | None]) -> None:
     """A missing runtime, image or environment stops `run` here, before anything starts."""
     from expdeploy.wrapping import problems
 
-    for recipe in recipes:
-        if recipe.env is not None:
-            found = problems(recipe.env)
-            if found:
-                raise BadInput(found[0], where=recipe.env.where, key="env",
-                               hint="install or build what is missing, or fix the path in `env:`")
+    for env in envs:
+        found = problems(env) if env is not None else []
+        if found:
+            raise BadInput(found[0], where=env.where if env else None, key="env",
+                           hint="install or build what is missing, or fix the path in `env:`")
 
 
 def _sync_first(target: Target | None, cwd: Path, dry_run: bool) -> str | None:

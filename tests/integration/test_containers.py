@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Project, wait_until
@@ -220,3 +221,35 @@ def test_singularity_runs_a_grid_where_it_is_installed(boxed: Project, container
     for x in ("1", "2"):
         inside = (boxed.exp("sif") / "runs" / f"x={x}" / "inside.txt").read_text()
         assert inside == f"{x} x={x} {boxed.root}\n"
+
+
+def test_a_targets_wrap_replaces_the_specs_container(boxed: Project, containers: Containers,
+                                                     slurm: Any) -> None:
+    """The spec asks for Singularity (absent here); target `here` (this machine's Slurm) says
+    Docker: its runs go into Docker containers, the spec's other layers untouched."""
+    boxed.env.update(slurm.env)
+    boxed.write("expdeploy.toml", """
+        [targets.here]
+        backend = "slurm"
+        [targets.here.wrap]
+        docker = "bb:latest"
+        args = ["--network=none"]
+    """)
+    boxed.write("grid.yml", """
+        name: wrapped
+        command: (test -e /.dockerenv && echo inside || echo outside) > {run_dir}/where.txt
+        grid:
+          x: [1, 2]
+        env:
+          singularity: /nowhere/img.sif
+          nv: true
+    """)
+    refused = boxed.run("run", "grid.yml", "--backend", "local")
+    assert refused.returncode == 2 and "neither apptainer nor singularity is installed here" in refused.stderr
+    done = boxed.run("run", "grid.yml", "--target", "here", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {p.read_text() for p in (boxed.exp("wrapped") / "runs").glob("*/where.txt")} == {"inside\n"}
+    bad = boxed.write("expdeploy.toml", '[targets.here]\nbackend = "slurm"\n[targets.here.wrap]\nnv = 1\n')
+    wrong = boxed.run("run", "grid.yml", "--target", "here")
+    assert wrong.returncode == 2, wrong.stderr
+    assert f"{bad}:3: targets.here.wrap.nv: expected true or false" in wrong.stderr
