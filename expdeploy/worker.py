@@ -416,6 +416,10 @@ def attempt_status(run_dir: str, heartbeat_timeout: float) -> tuple[str, int, di
     if state.get("attempt") == last and state.get("state") in (*FINAL_STATES, "lost"):
         return state["state"], last, state
     record = state if state.get("attempt") == last else read_json(claim_path(run_dir, last)) or {}
+    if not record:
+        # a claim is created empty, then filled: judged by its age until it says who holds it
+        with contextlib.suppress(OSError):
+            record = {"time": os.stat(claim_path(run_dir, last)).st_mtime}
     return ("live" if owner_alive(record, heartbeat_timeout) else "lost"), last, record
 
 

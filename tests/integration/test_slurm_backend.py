@@ -206,7 +206,12 @@ def test_warning_signal_requeues_and_the_run_finishes(slurm_project: Project, sl
             slurm.run("scontrol", "update", f"JobId={job}", "StartTime=now")
         return states_of(slurm_project, "pre").get(run_dir.name) == "succeeded"
 
-    wait_until(finished, 90, "the run to finish")
+    try:
+        wait_until(finished, 90, "the run to finish")
+    except AssertionError as error:
+        seen = slurm.run("scontrol", "-o", "show", "job", job, check=False)
+        state_text = (run_dir / "state.json").read_text()
+        raise AssertionError(f"{error}; state.json {state_text}; slurm: {seen}") from None
     state = json.loads((run_dir / "state.json").read_text())
     assert (state["attempt"], state["requeues"], state["exit_code"]) == (1, 1, 0)
     assert sorted(p.name for p in run_dir.glob("claim.*")) == ["claim.1"], "a requeue is not a new attempt"

@@ -67,3 +67,14 @@ def test_simple_commands_are_execed_and_compound_ones_kept() -> None:
                  "trap '' TERM", "echo $(date)", "if true; then :; fi", "no-such-program-xyz",
                  "sleep 1 &", "(sleep 1)", "echo a\necho b", "{ echo; }", "true", "echo hi"):
         assert worker.exec_form(kept) == kept, kept
+
+
+def test_a_claim_not_yet_filled_counts_as_held(tmp_path: Path) -> None:
+    # between O_EXCL creation and the owner record being written, another agent may look
+    (tmp_path / "claim.1").write_text("")
+    status, last, _ = worker.attempt_status(str(tmp_path), heartbeat_timeout=120)
+    assert (status, last) == ("live", 1), "an empty claim is someone's claim being written"
+    old = time.time() - 600
+    os.utime(tmp_path / "claim.1", (old, old))
+    assert worker.attempt_status(str(tmp_path), heartbeat_timeout=120)[0] == "lost", \
+        "one left empty by a process that died is lost after the heartbeat timeout"
