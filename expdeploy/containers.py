@@ -71,7 +71,7 @@ class Docker:
         for mount in _mounts(env, run, inner, "mounts"):
             words += ["-v", shlex.quote(mount)]
         words += ["-w", shlex.quote(run.cwd)]
-        names = [*RUN_VARIABLES, *SECRETS, *env.get("pass", [])]
+        names = [*RUN_VARIABLES, *run.variables, *SECRETS, *env.get("pass", [])]
         if env.get("gpus") == "all":
             words += ["--gpus", "all"]
         elif run.gpus:
@@ -134,7 +134,7 @@ class Singularity:
         if not env.get("cleanenv") and not env.get("containall"):
             return line  # the host's environment crosses as it is
         # a clean environment still gets the run's variables, by name, the way both tools take them
-        names = ["CUDA_VISIBLE_DEVICES", *RUN_VARIABLES, *SECRETS, *env.get("pass", [])]
+        names = ["CUDA_VISIBLE_DEVICES", *RUN_VARIABLES, *run.variables, *SECRETS, *env.get("pass", [])]
         exports = " ".join(f"APPTAINERENV_{n}=\"${{{n}-}}\" SINGULARITYENV_{n}=\"${{{n}-}}\"" for n in names)
         return f"export {exports}; {line}"
 

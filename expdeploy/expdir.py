@@ -28,9 +28,10 @@ SHIPPED = ".expdeploy"
 
 
 def plan_record(run: Run, exp_dir: Path, launch_time: str, cwd: Path, env: EnvSpec | None = None,
-                ) -> dict[str, Any]:
+                variables: Mapping[str, str] | None = None) -> dict[str, Any]:
     """One manifest line: everything the compute side needs to run `run`, nothing secret. `env`
-    replaces the recipe's environment (a target's own layers)."""
+    replaces the recipe's environment (a target's own layers); `variables` are the run's own
+    (the worker sets them for its steps)."""
     commands = commands_for(run, exp_dir, launch_time)
     record = {
         "run_id": run.run_id,
@@ -41,11 +42,14 @@ def plan_record(run: Run, exp_dir: Path, launch_time: str, cwd: Path, env: EnvSp
         "resources": run.recipe.resources.as_dict(),
         "cwd": str(cwd),
     }
+    if variables:
+        record["env"] = dict(variables)
     env = env or run.recipe.env
     if env is not None:  # every step runs inside the run's environment; the worker needs nothing
         from expdeploy.wrapping import RunContext, stop_command, wrap_command
 
-        context = RunContext(run.run_id, str(exp_dir), str(cwd), run.recipe.resources.gpus)
+        context = RunContext(run.run_id, str(exp_dir), str(cwd), run.recipe.resources.gpus,
+                             tuple(variables or ()))
         record["steps"] = [[step, wrap_command(env, command, context)] for step, command in commands.items()]
         stop = stop_command(env, context)
         if stop:

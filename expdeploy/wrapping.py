@@ -29,6 +29,7 @@ class RunContext:
     exp_dir: str
     cwd: str
     gpus: int  # GPUs the run asks for: the backend sets CUDA_VISIBLE_DEVICES to them
+    variables: tuple[str, ...] = ()  # names of the run's own variables (the plan's env), by name
 
 
 class Wrapper(Protocol):

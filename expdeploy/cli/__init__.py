@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from expdeploy import __version__
-from expdeploy.cli import agent, cancel, clean, env, logs, plan, plugins, run, status, targets
+from expdeploy.cli import agent, cancel, clean, env, logs, plan, plugins, run, status, targets, wandb_sync
 from expdeploy.cli.output import CliState, report_error
 from expdeploy.errors import ExpdeployError
 
@@ -58,7 +58,7 @@ def _root(
     ctx.obj = CliState(debug=debug)
 
 
-for verb in (plan, run, status, logs, cancel, clean, agent, plugins, targets, env):
+for verb in (plan, run, status, logs, cancel, clean, agent, plugins, targets, env, wandb_sync):
     verb.register(app)
 
 

@@ -63,6 +63,9 @@ FirstOpt = Annotated[bool, typer.Option("--first",
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would start; start nothing.")]
 StepsOpt = Annotated[str | None, typer.Option("--steps", help="Only these steps, e.g. train,test "
                                                              "(with --force to redo succeeded runs).")]
+WandbModeOpt = Annotated[str, typer.Option(
+    "--wandb-mode", help="W&B sweep files: WANDB_MODE of the runs (offline, online, disabled); offline "
+    "runs land in each run directory, for `expdeploy wandb sync`.")]
 NoSyncOpt = Annotated[bool, typer.Option(
     "--no-sync", help="With --target: do not send the code and environment first (`expdeploy env sync`).")]
 DetachOpt = Annotated[bool, typer.Option("--detach", help="Keep running after you log out; output "
@@ -96,6 +99,7 @@ def run_command(
     steps: StepsOpt = None,
     detach: DetachOpt = False,
     no_sync: NoSyncOpt = False,
+    wandb_mode: WandbModeOpt = "offline",
     spec_format: SpecFormatOpt = None,
     command: CommandOpt = None,
     title: TitleOpt = None,
@@ -129,6 +133,7 @@ def run_command(
     from expdeploy.placement import choose, gather, make_backend
     from expdeploy.plan import make_plan
     from expdeploy.progress import Progress
+    from expdeploy.wandb_runs import MODES, run_variables
     from expdeploy.worker import CANCEL_MARK, owner
 
     gpu_ids = _gpu_list(gpus)
@@ -141,8 +146,14 @@ def run_command(
     cwd = Path.cwd()
     placement = choose(backend, target, cwd, plan.exp_dir)
     envs = _target_envs(placement.target, plan.spec.recipes)
+    if wandb_mode not in MODES:
+        raise BadInput(f"--wandb-mode {wandb_mode!r}", key="--wandb-mode", hint=f"one of {', '.join(MODES)}")
+    spec_meta = (loaded.format, plan.spec.extra, plan.spec.name)
     records = [plan_record(run, Path(placement.exp_dir), plan.launch_time, Path(placement.cwd),
-                           envs.get(id(run.recipe))) for run in plan.expansion.runs]
+                           envs.get(id(run.recipe)),
+                           run_variables(*spec_meta, run.name, run.tags,
+                                         f"{placement.exp_dir}/runs/{run.name}", wandb_mode))
+               for run in plan.expansion.runs]
     settings = RunSettings(force=force or first, retry_failed=retry_failed, max_retries=max_retries,
                            grace_seconds=grace, tags=tuple(tag or ()), sample=sample, seed=seed,
                            first=first, detach=detach)
