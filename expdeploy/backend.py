@@ -51,6 +51,10 @@ class BackendOptions:
     requeue_signal: str | None = None  # e.g. USR1@60: warning before the time limit
     remote_cwd: str | None = None  # the runs' working directory where they execute
     host_timeout: float = 60.0  # seconds a host may stay unreachable before its runs are lost
+    on: str | None = None  # the placement backend an agents-only backend starts agents through
+    spec_path: Path | None = None  # the spec file `run` was given
+    sweep: str | None = None  # W&B: ids of sweeps that exist, comma-separated
+    agent_runs: int | None = None  # W&B: runs each agent does before it stops (`wandb agent --count`)
 
 
 class Backend(ABC):
@@ -62,6 +66,11 @@ class Backend(ABC):
     # submitted (--detach), Ctrl-C stops following them rather than cancelling them, and a
     # failed run is retried on the compute side (`options.max_retries`), not by the controller.
     queues: ClassVar[bool] = False
+    # An agents-only backend (W&B) places nothing itself: it starts agents through another
+    # backend (`options.on`), and `run` gives it `--agents` (0: one per slot) instead of runs.
+    agents_only: ClassVar[bool] = False
+    # Can start the experiment's own agent loops (`--agents K`) where the runs execute.
+    runs_agents: ClassVar[bool] = False
 
     def __init__(self, options: BackendOptions) -> None:
         self.options = options
@@ -100,9 +109,11 @@ class Backend(ABC):
         attempt, job), so that `poll` reports them too (`status`, a resumed `run`, `cancel`);
         `agents` are the jobs of agents that run whichever runs are pending."""
 
-    def submit_agents(self, count: int, plans: Sequence[Mapping[str, Any]]) -> list[str]:
-        """`--agents K`: start K agent processes that claim and run pending runs themselves;
-        returns the ids to find them by later (kept in the ledger)."""
+    def submit_agents(self, count: int, plans: Sequence[Mapping[str, Any]],
+                      command: str | None = None) -> list[str]:
+        """`--agents K`: start K agent processes that claim and run pending runs themselves (the
+        shipped worker's agent loop), or that run `command` (e.g. `wandb agent ID`) on a slot of
+        their own each; returns the ids to find them by later (kept in the ledger)."""
         from expdeploy.errors import BadInput
 
         raise BadInput(f"--agents is not available with --backend {self.name}", key="--agents",

@@ -44,7 +44,8 @@ def choose(backend: str | None, target_name: str | None, cwd: Path, exp_dir: Pat
         from expdeploy.targets import get_target
 
         target = get_target(target_name, project_dir or cwd)
-        if backend and backend != target.backend:
+        rides = bool(backend) and getattr(available_backends().get(backend or ""), "agents_only", False)
+        if backend and backend != target.backend and not rides:
             raise BadInput(f"target {target_name} is a {target.backend} target, not {backend}",
                            key="--backend", hint=f"drop --backend, or use --backend {target.backend}")
     chosen = backend or (target.backend if target else "local")

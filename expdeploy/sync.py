@@ -408,7 +408,8 @@ def _code(host: _Host, item: Item, code: CodeTree, dry_run: bool, emit: Progress
     if not dry_run:
         kept = "\0".join(f for f in code.files if os.path.lexists(Path(code.root, f)))
         path = f"{item.remote}/{MANIFEST}"
-        new = shlex.quote(path + ".new")
+        # a name per host: hosts that share a file system write the same list at once
+        new = shlex.quote(f"{path}.{host.name}.new")
         wrote = host.shell.run(f"mkdir -p {shlex.quote(os.path.dirname(path))} && cat > {new} && "
                                f"mv {new} {shlex.quote(path)}", stdin=kept)
         if wrote.code:

@@ -63,6 +63,15 @@ FirstOpt = Annotated[bool, typer.Option("--first",
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would start; start nothing.")]
 StepsOpt = Annotated[str | None, typer.Option("--steps", help="Only these steps, e.g. train,test "
                                                              "(with --force to redo succeeded runs).")]
+OnOpt = Annotated[str | None, typer.Option(
+    "--on", help="--backend wandb: the backend whose slots its agents take (local, slurm, ssh; default "
+    "the target's, else local).", show_default=False)]
+SweepOpt = Annotated[str | None, typer.Option(
+    "--sweep", help="--backend wandb: attach agents to sweeps that exist (ENTITY/PROJECT/ID, one per "
+    "subtest, comma-separated) instead of creating them.", show_default=False)]
+AgentRunsOpt = Annotated[int | None, typer.Option(
+    "--runs-per-agent", help="--backend wandb: each agent stops after N runs (wandb agent --count).",
+    show_default=False)]
 WandbModeOpt = Annotated[str, typer.Option(
     "--wandb-mode", help="W&B sweep files: WANDB_MODE of the runs (offline, online, disabled); offline "
     "runs land in each run directory, for `expdeploy wandb sync`.")]
@@ -100,6 +109,9 @@ def run_command(
     detach: DetachOpt = False,
     no_sync: NoSyncOpt = False,
     wandb_mode: WandbModeOpt = "offline",
+    on: OnOpt = None,
+    sweep: SweepOpt = None,
+    runs_per_agent: AgentRunsOpt = None,
     spec_format: SpecFormatOpt = None,
     command: CommandOpt = None,
     title: TitleOpt = None,
@@ -125,6 +137,8 @@ def run_command(
       expdeploy run grid.yml --target atlas      # a Slurm login node over SSH
 
       expdeploy run grid.yml --target lab        # the GPUs of a target's SSH hosts
+
+      expdeploy run sweep.yaml --backend wandb --on slurm --target atlas --agents 8
     """
     from expdeploy.backend import BackendOptions, Task
     from expdeploy.controller import Controller, RunSettings, Selection, select_runs
@@ -163,9 +177,12 @@ def run_command(
                              gpu_free_util_percent=gpu_free_util,
                              workers=plan.spec.recipes[0].resources.workers if gpus is None else (),
                              max_concurrent=max_concurrent, max_retries=max_retries,
-                             requeue_signal=_signal(signal), host_timeout=host_timeout)
+                             requeue_signal=_signal(signal), host_timeout=host_timeout, on=on,
+                             spec_path=spec, sweep=sweep, agent_runs=runs_per_agent)
     backend_class = _backend_class(placement.backend)
     queues = backend_class.queues
+    if agents is None and backend_class.agents_only:
+        agents = 0  # one agent per slot
     _check_agents(agents, backend_class, tag=bool(tag), sample=sample is not None,
                   rerun=force or retry_failed or first or bool(chosen_steps))
     if queues and (chosen_steps or first):
@@ -212,8 +229,8 @@ def run_command(
     out.write(placed.describe() + "\n")
     for note in placed.notes_for(selection.start):
         out.write(f"note: {note}\n")
-    if agents:
-        _start_agents(placed, agents, selection.start, plan.exp_dir, ledger)
+    if agents is not None:
+        _start_agents(placed, agents, selection.start, plan.exp_dir, ledger, backend_class.agents_only)
     if detach and not queues:
         ledger.close()
         log = plan.exp_dir / "controller.log"
@@ -231,11 +248,11 @@ def run_command(
         out.flush()
     progress = Progress(plan.exp_dir, len(selection.start), placed.capacity() or 1, stream=out,
                         live=False if first or detach else None)
-    preparer = RunPreparer(plan.exp_dir, [] if agents else selection.start, selection.attempts,
+    preparer = RunPreparer(plan.exp_dir, [] if agents is not None else selection.start, selection.attempts,
                            chosen_steps, queued=placement.backend if queues else None)
     controller = Controller(plan.exp_dir, ledger, placed, progress, settings,
                             steps=chosen_steps, claim=preparer.claim)
-    code = controller.run(Selection() if agents else selection)
+    code = controller.run(Selection() if agents is not None else selection)
     preparer.release_unstarted(controller.started)
     if queues and placed.active():
         out.write(f"{placed.active()} run(s) queued or running in {placement.backend}: "
@@ -287,14 +304,12 @@ def _sync_first(target: Target | None, cwd: Path, dry_run: bool) -> str | None:
 
 def _check_agents(agents: int | None, backend: type[Backend], *, tag: bool, sample: bool,
                   rerun: bool) -> None:
-    from expdeploy.backend import Backend
-
     if agents is None:
         return
     problem = None
-    if agents < 1:
+    if agents < 1 and not (agents == 0 and backend.agents_only):
         problem = "--agents must be at least 1"
-    elif backend.submit_agents is Backend.submit_agents:
+    elif not (backend.runs_agents or backend.agents_only):
         problem = f"--agents places agents through a scheduler or on SSH hosts, not --backend {backend.name}"
     elif tag or sample or rerun:
         problem = "agents run every pending run: --agents goes without --tag, --sample, --force, " \
@@ -305,14 +320,17 @@ def _check_agents(agents: int | None, backend: type[Backend], *, tag: bool, samp
 
 
 def _start_agents(placed: Backend, count: int, plans: Sequence[Mapping[str, Any]], exp_dir: Path,
-                  ledger: Ledger) -> None:
-    """The run directories (without claims: agents claim), then the agents themselves."""
+                  ledger: Ledger, elsewhere: bool) -> None:
+    """The run directories (without claims: agents claim), then the agents themselves; agents
+    whose runs come from elsewhere (W&B) need no run directories here."""
     from expdeploy.expdir import write_commands, write_run_dir
 
-    for record in plans:
+    for record in plans if not elsewhere else ():
         write_run_dir(exp_dir, record)
         write_commands(exp_dir, record)
     jobs = placed.submit_agents(count, plans)
+    for note in placed.drain_notes():  # what was started, and where: before following begins
+        sys.stdout.write(f"{note}\n")
     ledger.set_meta({"agent_arrays": [*(ledger.meta().get("agent_arrays") or []), *jobs]})
 
 

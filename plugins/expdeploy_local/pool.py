@@ -160,6 +160,20 @@ class LocalBackend(Backend):
         return worker.Execution(exp_dir, plan, task.attempt, gpus=gpus,
                                 run_dir=os.path.join(exp_dir, "agents", task.key))
 
+    def submit_agents(self, count: int, plans: Sequence[Mapping[str, Any]],
+                      command: str | None = None) -> list[str]:
+        """Agent processes running `command` (a W&B agent), one per slot, each with its slot's GPU;
+        the runs of an experiment's own agents are `expdeploy agent` processes instead."""
+        if command is None:
+            return super().submit_agents(count, plans)
+        slots = len(self.gpu_slots or self.worker_slots or self.cpu_slots)
+        if count > slots:
+            self.notes.append(f"{count} agents asked for, {slots} started: one per slot")
+        tasks = [Task(f"agent-{i}", command=command, gpus=1 if self.gpu_slots else 0)
+                 for i in range(min(count, slots))]
+        taken = self.submit(tasks)
+        return [t.key for t in tasks[:taken]]
+
     def poll(self) -> list[dict[str, Any]]:
         changed, self.changed = self.changed, []
         now = time.time()

@@ -48,6 +48,7 @@ class SlurmBackend(Backend):
     name = "slurm"
     description = "a Slurm cluster: job arrays, here or on a target's login node (--target)"
     queues = True
+    runs_agents = True
 
     def __init__(self, options: BackendOptions, shell: Shell | None = None) -> None:
         super().__init__(options)
@@ -212,9 +213,11 @@ class SlurmBackend(Backend):
         (self.local_exp / "slurm" / "logs").mkdir(parents=True, exist_ok=True)
         return f"{time.strftime('%Y%m%d-%H%M%S')}-{self._submissions}{suffix}"
 
-    def submit_agents(self, count: int, plans: Sequence[Mapping[str, Any]]) -> list[str]:
-        """`--agents K`: one array of K agents, each running pending runs until none remain; the
-        runs in `plans` are followed through their state files while any agent is alive."""
+    def submit_agents(self, count: int, plans: Sequence[Mapping[str, Any]],
+                      command: str | None = None) -> list[str]:
+        """`--agents K`: one array of K agents, each running pending runs until none remain (the
+        runs in `plans` are followed through their state files while any agent is alive), or
+        running `command` (a W&B agent) on its own allocation."""
         from expdeploy_slurm.script import Chunk, agent_script
 
         cwd = str(plans[0].get("cwd") if plans else self.exp)
@@ -225,11 +228,14 @@ class SlurmBackend(Backend):
                       resources=plans[0].get("resources") or {} if plans else {})
         (self.local_exp / "slurm" / f"{base}.sbatch").write_text(agent_script(
             job_name=self.job_name(), exp_dir=self.exp, cwd=cwd, chunk=chunk, settings=self.settings,
-            python=self._python()))
+            python=self._python(), command=command))
         if self.remote:
             self._push()
         job = self._sbatch(chunk.script)
         self.agent_arrays.append(job)
+        if command is not None:
+            self.notes.append(f"submitted {count} agent(s) as array job {job} ({Path(chunk.script).name})")
+            return [job]
         for plan in plans:  # a run's job is the agent that claims it: known from its state
             self.tracked[plan["run_id"]] = _Tracked(plan["run_id"], plan["name"], 1, "")
         self.notes.append(f"submitted {count} agent(s) as array job {job} for {len(plans)} run(s)")

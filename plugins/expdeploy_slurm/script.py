@@ -100,8 +100,14 @@ def run_script(*, job_name: str, exp_dir: str, cwd: str, chunk: Chunk, throttle:
 
 
 def agent_script(*, job_name: str, exp_dir: str, cwd: str, chunk: Chunk, settings: SlurmSettings,
-                 python: str) -> str:
-    """An array of agents: each task claims and runs pending runs until none remain."""
+                 python: str, command: str | None = None) -> str:
+    """An array of agents: each task claims and runs pending runs until none remain, or runs
+    `command` (a W&B agent, which asks its server for runs)."""
+    if command is not None:
+        about = [f"expdeploy: {chunk.count} agent(s) of {exp_dir}, one per array task.",
+                 f"Resubmit with: sbatch {chunk.script}"]
+        return render(job_name=job_name, exp_dir=exp_dir, cwd=cwd, chunk=chunk, throttle=None,
+                      settings=settings, signal=None, about=about, command=command)
     about = [f"expdeploy: {chunk.count} agent(s) for {exp_dir}; each claims pending runs (files created",
              "O_EXCL in the run directories) and runs them one at a time until none remain.",
              f"Resubmit with: sbatch {chunk.script}"]

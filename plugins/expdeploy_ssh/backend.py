@@ -94,6 +94,7 @@ class _Host:
 class SshBackend(Backend):
     name = "ssh"
     description = "the GPUs or CPU slots of a target's SSH hosts (--target), runs started detached"
+    runs_agents = True
 
     def __init__(self, options: BackendOptions, shells: Mapping[str, Shell] | None = None) -> None:
         super().__init__(options)
@@ -267,14 +268,15 @@ class SshBackend(Backend):
         text = params.read_text() if params.exists() else "{}"
         gpus = ",".join(str(s.gpu) for s in placed.slots if s.gpu is not None)
         q = shlex.quote
-        command = (f"mkdir -p {q(run_dir)} && cat > {q(run_dir)}/params.json && "
+        reads, secrets = _secrets()
+        command = (f"{reads}mkdir -p {q(run_dir)} && cat > {q(run_dir)}/params.json && "
                    f"nohup {q(self.python)} -I {q(self.worker)} run {q(self.exp)} {q(plan['run_id'])} "
                    f"{placed.task.attempt}" + (f" --gpus {gpus}" if gpus else "") + f" --job {q(placed.host)}"
                    f" > {q(run_dir)}/worker.{placed.task.attempt}.out 2>&1 < /dev/null & p=$!; "
                    f"echo $p > {q(run_dir)}/worker.pid; echo $p")
 
         def work(shell: Shell) -> int:
-            done = shell.run(command, stdin=text, timeout=COMMAND_TIMEOUT)
+            done = shell.run(command, stdin=secrets + text, timeout=COMMAND_TIMEOUT)
             if done.code:
                 raise ExpdeployError(f"{shell.label}: cannot start {plan['name']}: {_last_line(done.stderr)}")
             return int(done.stdout.split()[-1])
@@ -440,28 +442,33 @@ class SshBackend(Backend):
             slot.busy = False
 
     # agents ---------------------------------------------------------------------------------
-    def submit_agents(self, count: int, plans: Sequence[Mapping[str, Any]]) -> list[str]:
+    def submit_agents(self, count: int, plans: Sequence[Mapping[str, Any]],
+                      command: str | None = None) -> list[str]:
         """`--agents K`: K agent loops (`worker.py agent`) spread over the hosts' slots, each with its
-        slot's GPU; they claim runs in the experiment directory, which the hosts must share."""
-        self._check_shared()
+        slot's GPU; they claim runs in the experiment directory, which the hosts must share. With
+        `command` (a W&B agent, whose server hands out the runs) each agent runs that instead."""
+        if command is None:
+            self._check_shared()
         usable = [h for h in self.hosts.values() if h.usable]
         free = {h.alias: h.free(0) for h in usable}
-        while len(self.agents) < count and any(free.values()):
+        new: list[_Agent] = []
+        while len(new) < count and any(free.values()):
             for host in usable:
-                if free[host.alias] and len(self.agents) < count:
+                if free[host.alias] and len(new) < count:
                     slot = free[host.alias].pop(0)
                     slot.busy = True
-                    self.agents.append(_Agent(host.alias, slot))
+                    new.append(_Agent(host.alias, slot))
+        self.agents += new
         (self.local_exp / "agents").mkdir(exist_ok=True)
-        for agent in self.agents:
-            self.hosts[agent.host].link.give("agent", self._agent_starter(agent), agent)
+        for agent in new:
+            self.hosts[agent.host].link.give("agent", self._agent_starter(agent, command), agent)
         for plan in plans:
             self.agent_runs[plan["run_id"]] = (plan["name"], ())
-        if len(self.agents) < count:
-            self.notes.append(f"{count} agents asked for, {len(self.agents)} started: one per slot")
-        self.notes.append(f"started {len(self.agents)} agent(s) on "
-                          + ", ".join(sorted({a.host for a in self.agents})) + f" for {len(plans)} run(s)")
-        return [f"{a.host}:{a.slot.label}" for a in self.agents]
+        if len(new) < count:
+            self.notes.append(f"{count} agents asked for, {len(new)} started: one per free slot")
+        self.notes.append(f"started {len(new)} agent(s) on "
+                          + ", ".join(sorted({a.host for a in new})) + f" for {len(plans)} run(s)")
+        return [f"{a.host}:{a.slot.label}" for a in new]
 
     def _check_shared(self) -> None:
         """Agents share one experiment directory: every host must see this one's files."""
@@ -477,15 +484,17 @@ class SshBackend(Backend):
                                hint="without --agents the runs are placed on the hosts' slots and their "
                                     "files copied there")
 
-    def _agent_starter(self, agent: _Agent) -> Any:
+    def _agent_starter(self, agent: _Agent, program: str | None) -> Any:
         q = shlex.quote
         log = f"{self.exp}/agents/{agent.host}-{agent.slot.label}.log"
         gpus = f"CUDA_VISIBLE_DEVICES={agent.slot.gpu} " if agent.slot.gpu is not None else ""
-        command = (f"cd {q(self.cwd)} && {gpus}nohup {q(self.python)} -I {q(self.worker)} agent {q(self.exp)}"
+        program = program or f"{q(self.python)} -I {q(self.worker)} agent {q(self.exp)}"
+        reads, secrets = _secrets()
+        command = (f"{reads}mkdir -p {q(self.exp)}/agents && cd {q(self.cwd)} && {gpus}nohup {program}"
                    f" > {q(log)} 2>&1 < /dev/null & echo $!")
 
         def work(shell: Shell) -> int:
-            done = shell.run(command, timeout=COMMAND_TIMEOUT)
+            done = shell.run(command, stdin=secrets, timeout=COMMAND_TIMEOUT)
             if done.code:
                 raise ExpdeployError(f"{shell.label}: cannot start an agent: {_last_line(done.stderr)}")
             return int(done.stdout.split()[-1])
@@ -539,6 +548,16 @@ class SshBackend(Backend):
     def close(self) -> None:
         for host in self.hosts.values():
             host.link.close()
+
+
+def _secrets() -> tuple[str, str]:
+    """Shell lines that read the secrets set here (WANDB_API_KEY...) from stdin and export them,
+    and that stdin: their values cross the connection, never a command line or a file."""
+    from expdeploy.wrapping import SECRETS
+
+    names = [n for n in SECRETS if os.environ.get(n)]
+    reads = "".join(f"IFS= read -r {n}; export {n}; " for n in names)
+    return reads, "".join(f"{os.environ[n]}\n" for n in names)
 
 
 def _runner(command: str) -> Callable[[Shell], Any]:

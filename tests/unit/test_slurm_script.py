@@ -89,3 +89,18 @@ def test_parse_config() -> None:
                           "AccountingStorageType   = accounting_storage/none\n")
     assert config["MaxArraySize"] == "10"
     assert config["AccountingStorageType"] == "accounting_storage/none"
+
+
+def test_wandb_agent_array_matches_golden_file() -> None:
+    from expdeploy_slurm.script import agent_script
+
+    chunk = Chunk(script="/work/me/exp/slurm/20261201-101010-1-agents.sbatch", tasks_file="", count=4,
+                  resources={"gpus": 1, "time": "4h"})
+    text = agent_script(job_name="ed-exp-1a2b3c4d", exp_dir="/work/me/exp", cwd="/work/me/proj", chunk=chunk,
+                        settings=SlurmSettings(partition="gpu"), python="python3",
+                        command="env WANDB_TAGS=adam,fast wandb agent team/demo/abc123 --count 10")
+    golden = GOLDEN.parent / "wandb_agents.sbatch"
+    if os.environ.get("EXPDEPLOY_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+    assert "WANDB_API_KEY" not in text, "the key comes from the environment of sbatch, never the script"

@@ -1,0 +1,138 @@
+"""`--backend wandb`: the agents of existing sweeps placed for real on the local pool, SSH hosts
+and Slurm, with a stand-in agent (EXPDEPLOY_WANDB_AGENT) that records what it was given: one
+agent per slot, caps honoured, its own CUDA_VISIBLE_DEVICES; the API key in no file. Creating
+a sweep on the W&B server runs only with WANDB_API_KEY."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Project, wait_until
+from services.hosts import Hosts
+
+pytestmark = pytest.mark.integration
+
+SECRET = "wandb-secret-77aa01c4e5d2f9b3"
+COMPOSITE = """
+    program: train.py
+    method: grid
+    entity: team
+    project: demo
+    parameters:
+      lr:
+        values: [0.1, 0.01]
+      subtests:
+        "adam,fast":
+          opt:
+            value: adam
+        "sgd":
+          opt:
+            value: sgd
+"""
+
+
+def stand_in(project: Project, record: Path) -> None:
+    """An agent that appends `sweep tags gpus host key?` to `record` and ends."""
+    project.write("agent.sh", f"""
+        echo "$1 ${{WANDB_TAGS:-none}} ${{CUDA_VISIBLE_DEVICES:-none}} $(hostname)"\\
+             "${{WANDB_API_KEY:+key}}" >> {record}
+    """)
+    project.env["EXPDEPLOY_WANDB_AGENT"] = f"sh {project.root / 'agent.sh'}"
+    project.env["WANDB_API_KEY"] = SECRET
+
+
+def lines(record: Path) -> list[list[str]]:
+    return sorted(line.split() for line in record.read_text().splitlines()) if record.exists() else []
+
+
+def no_secret_in(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+
+
+def test_local_agents_one_per_slot_with_their_sweeps_tags(project: Project) -> None:
+    record = project.root / "agents.txt"
+    stand_in(project, record)
+    project.write("sweep.yaml", COMPOSITE)
+    done = project.run("run", "sweep.yaml", "--backend", "wandb", "--sweep", "s1,s2", "-j", "2", timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert lines(record) == [["team/demo/s1", "adam,fast", "none", os.uname().nodename, "key"],
+                             ["team/demo/s2", "sgd", "none", os.uname().nodename, "key"]]
+    assert "sweep team/demo/s1 [adam,fast]: 2 run(s) in the grid" in done.stdout
+    assert "https://wandb.ai/team/demo/sweeps/s2" in done.stdout
+    script = (project.exp("sweep") / "wandb-agents.sh").read_text()
+    assert "env WANDB_TAGS=adam,fast sh " in script and " team/demo/s2" in script
+    assert no_secret_in(project.root) == [], "the key reached the agents, and no file"
+
+
+def test_agents_cap_and_runs_per_agent(project: Project) -> None:
+    record = project.root / "agents.txt"
+    stand_in(project, record)
+    project.write("sweep.yaml", "program: train.py\nmethod: grid\nparameters:\n  lr:\n    values: [1, 2]\n")
+    done = project.run("run", "sweep.yaml", "--backend", "wandb", "--sweep", "e/p/only", "-j", "3",
+                       "--agents", "2", "--runs-per-agent", "5", timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [line[0] for line in lines(record)] == ["e/p/only", "e/p/only"], "capped at --agents 2"
+    assert "--count 5" in (project.exp("sweep") / "wandb-agents.sh").read_text()
+
+
+def test_ssh_agents_on_every_gpu_of_both_hosts(project: Project, hosts: Hosts) -> None:
+    # tmp_path is outside hosts.shared: the hosts see this directory, so the record is shared
+    record = project.root / "agents.txt"
+    stand_in(project, record)
+    project.write("expdeploy.toml", f"""
+        [targets.lab]
+        backend = "ssh"
+        hosts = ["h1", "h2"]
+        gpus = 2
+        ssh_config = "{hosts.ssh_config}"
+    """)
+    project.write("sweep.yaml", COMPOSITE)
+    done = project.run("run", "sweep.yaml", "--backend", "wandb", "--target", "lab", "--sweep", "s1,s2",
+                       timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = lines(record)
+    assert sorted((host, gpu) for _, _, gpu, host, _ in found) == [
+        ("h1", "0"), ("h1", "1"), ("h2", "0"), ("h2", "1")], "one agent per GPU, each its own GPU"
+    assert sorted(line[0] for line in found) == ["team/demo/s1"] * 2 + ["team/demo/s2"] * 2
+    assert {line[4] for line in found} == {"key"}
+
+
+def test_slurm_agents_are_one_array(project: Project, slurm: Any) -> None:
+    project.env.update(slurm.env)
+    record = project.root / "agents.txt"
+    stand_in(project, record)
+    project.write("sweep.yaml", "program: train.py\nmethod: grid\nparameters:\n  lr:\n    values: [1, 2]\n")
+    done = project.run("run", "sweep.yaml", "--backend", "wandb", "--on", "slurm", "--agents", "3",
+                       "--sweep", "e/p/sw", timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "submitted 3 agent(s) as array job" in done.stdout
+    wait_until(lambda: len(lines(record)) == 3, 60, "three agents ran")
+    (script,) = (project.exp("sweep") / "slurm").glob("*-agents.sbatch")
+    assert "#SBATCH --array=0-2\n" in script.read_text()
+    assert script.read_text().rstrip().endswith("exec env sh " + str(project.root / "agent.sh") + " e/p/sw")
+    assert no_secret_in(project.root) == []
+
+
+@pytest.mark.skipif(not os.environ.get("WANDB_API_KEY"), reason="creating a sweep needs WANDB_API_KEY "
+                    "(and a network); none is set here")
+def test_live_sweep_creation(project: Project) -> None:
+    record = project.root / "agents.txt"
+    key = os.environ["WANDB_API_KEY"]
+    stand_in(project, record)
+    project.env["WANDB_API_KEY"] = key
+    project.write("sweep.yaml", "program: train.py\nmethod: grid\nproject: expdeploy-test\n"
+                                "parameters:\n  lr:\n    values: [1, 2]\n")
+    done = project.run("run", "sweep.yaml", "--backend", "wandb", "-j", "1", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "/sweeps/" in done.stdout and len(lines(record)) == 1
+
+
+def test_creating_a_sweep_without_a_key_is_one_line(project: Project) -> None:
+    project.env.pop("WANDB_API_KEY", None)
+    project.write("sweep.yaml", "program: train.py\nmethod: grid\nparameters:\n  lr:\n    values: [1]\n")
+    done = project.run("run", "sweep.yaml", "--backend", "wandb")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "creating a W&B sweep needs WANDB_API_KEY" in done.stderr and "Traceback" not in done.stderr
