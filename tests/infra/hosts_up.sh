@@ -41,19 +41,9 @@ Port 22
 ListenAddress $address
 HostKey $dir/host_ed25519
 PidFile $dir/sshd.pid
-AuthorizedKeysFile $BASE/authorized_keys/%u
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-PermitRootLogin prohibit-password
-StrictModes no
-UseDNS no
-PrintMotd no
-MaxStartups 100:30:200
-MaxSessions 100
 ClientAliveInterval 2
 ClientAliveCountMax 3
-Subsystem sftp /usr/lib/openssh/sftp-server
+$(sshd_options "$BASE")
 CONF
     if ! alive "$dir/sshd.pid"; then
         ip netns exec "$ns" unshare --mount --uts --propagation private sh -c "

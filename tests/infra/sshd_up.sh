@@ -7,6 +7,7 @@
 #   rsync -e "ssh -F $BASE/ssh_config" -a src/ local:/dst/
 # Needs root (a user, /run/sshd) and openssh-server; tests/infra/setup.sh installs the packages.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 BASE=${BASE:?set BASE to a directory for the sshd state}
 PORT=${PORT:-2222}
 LISTEN=${LISTEN:-127.0.0.1}
@@ -33,20 +34,10 @@ Port $PORT
 ListenAddress $LISTEN
 HostKey $BASE/host_ed25519
 PidFile $BASE/$NAME.pid
-AuthorizedKeysFile $BASE/authorized_keys/%u
 PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-PermitRootLogin prohibit-password
-StrictModes no
-UseDNS no
-PrintMotd no
 AcceptEnv LANG LC_* EXPDEPLOY_*
-MaxStartups 100:30:200
-MaxSessions 100
-Subsystem sftp /usr/lib/openssh/sftp-server
 LogLevel INFO
+$(sshd_options "$BASE")
 CONF
 "$SSHD" -t -f "$BASE/$NAME.conf"
 if ! { [ -f "$BASE/$NAME.pid" ] && kill -0 "$(cat "$BASE/$NAME.pid")" 2>/dev/null; }; then
