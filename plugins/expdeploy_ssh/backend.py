@@ -230,8 +230,8 @@ class SshBackend(Backend):
 
     def _place(self, task: Task) -> _Placed | None:
         usable = [h for h in self.hosts.values() if h.usable]
-        if not usable:
-            raise HostsUnreachable(f"target {self.target.name}: every host is unreachable",
+        if not usable:  # mid-run: the runs so far are recorded; a failure, not bad input
+            raise ExpdeployError(f"target {self.target.name}: every host is unreachable",
                                    hint="the runs not finished are recorded lost; `expdeploy run` again "
                                         "starts them once a host answers")
         need = task.gpus
