@@ -9,7 +9,20 @@ import typer
 from typer.core import TyperGroup
 
 from expdeploy import __version__
-from expdeploy.cli import agent, cancel, clean, env, logs, plan, plugins, run, status, targets, wandb_sync
+from expdeploy.cli import (
+    agent,
+    cancel,
+    clean,
+    env,
+    logs,
+    plan,
+    plugins,
+    results,
+    run,
+    status,
+    targets,
+    wandb_sync,
+)
 from expdeploy.cli.output import CliState, report_error
 from expdeploy.errors import ExpdeployError
 
@@ -58,7 +71,7 @@ def _root(
     ctx.obj = CliState(debug=debug)
 
 
-for verb in (plan, run, status, logs, cancel, clean, agent, plugins, targets, env, wandb_sync):
+for verb in (plan, run, status, logs, cancel, clean, agent, plugins, targets, env, wandb_sync, results):
     verb.register(app)
 
 

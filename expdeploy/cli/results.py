@@ -1,0 +1,142 @@
+"""`expdeploy results`: the table of an experiment's runs with their varying parameters, state,
+duration and metrics, filtered, sorted and grouped, as a table, CSV, JSON or Markdown."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from expdeploy.cli.common import OutputOpt
+from expdeploy.errors import BadInput
+
+if TYPE_CHECKING:
+    from expdeploy.results import Group, Row
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+
+
+ExpArg = Annotated[Path | None, typer.Argument(help="Experiment directory (default: the most recent "
+                                                    "under --output).", show_default=False)]
+MetricOpt = Annotated[str | None, typer.Option("--metric", help="Sort by this metric.", show_default=False)]
+GoalOpt = Annotated[str, typer.Option("--goal", help="min or max: which way --metric is better.")]
+TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="Only runs with this tag (repeatable).")]
+WhereOpt = Annotated[list[str] | None, typer.Option(
+    "--where", help="Only runs where NAME OP VALUE holds, e.g. 'lr<0.1' (repeatable).")]
+GroupOpt = Annotated[str | None, typer.Option(
+    "--group-by", help="Mean ± std over these parameters, e.g. seed (comma-separated).", show_default=False)]
+FormatOpt = Annotated[Format, typer.Option("--format", help="table, csv, json or markdown.")]
+
+
+def results_command(exp: ExpArg = None, output: OutputOpt = Path("experiments"), metric: MetricOpt = None,
+                    goal: GoalOpt = "min", tag: TagOpt = None, where: WhereOpt = None,
+                    group_by: GroupOpt = None, fmt: FormatOpt = Format.table) -> None:
+    """The runs of an experiment and what they measured: parameters that vary, state, duration, and
+    each metric's final value (from metrics.jsonl, summary.json or W&B's summary). Works while the
+    experiment runs.
+
+    \\b
+    Examples:
+      expdeploy results --metric val_acc --goal max
+      expdeploy results --where 'lr<0.1' --tag ablation --format csv > runs.csv
+      expdeploy results --group-by seed --format markdown
+    """
+    from expdeploy.expdir import find_experiment
+    from expdeploy.results import aggregate, collect, parse_where, sort_rows, varying
+
+    if goal not in ("min", "max"):
+        raise BadInput(f"--goal {goal!r}", key="--goal", hint="min or max")
+    exp_dir = find_experiment(output, exp)
+    rows = collect(exp_dir, goal)
+    shown_params = varying(rows)
+    for text in where or ():
+        keep = parse_where(text)
+        rows = [r for r in rows if keep(r)]
+    if tag:
+        rows = [r for r in rows if set(tag) & set(r.tags)]
+    rows = sort_rows(rows, metric, goal)
+    if group_by:
+        over = [p.strip() for p in group_by.split(",") if p.strip()]
+        unknown = [p for p in over if p not in shown_params]
+        if unknown:
+            raise BadInput(f"--group-by {', '.join(unknown)}: not a parameter that varies", key="--group-by",
+                           hint=f"varying: {', '.join(shown_params) or 'none'}")
+        _emit_groups(aggregate(rows, over), [p for p in shown_params if p not in over], fmt)
+        return
+    _emit_rows(rows, shown_params, fmt)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else str(value)
+
+
+def _emit_rows(rows: list[Row], params: list[str], fmt: Format) -> None:
+    from expdeploy.results import metric_names
+
+    metrics = metric_names(rows)
+    if fmt is Format.json:
+        typer.echo(json.dumps([{"run": r.name, "params": dict(r.params), "state": r.state,
+                                "duration": r.duration, "metrics": dict(r.metrics), "best": dict(r.best),
+                                "tags": list(r.tags)} for r in rows], indent=1))
+        return
+    header = ["run", *params, "state", "duration", *metrics]
+    body = [[r.name, *(r.params.get(p) for p in params), r.state,
+             None if r.duration is None else round(r.duration, 3), *(r.metrics.get(m) for m in metrics)]
+            for r in rows]
+    _write(header, body, fmt)
+
+
+def _emit_groups(groups: list[Group], params: list[str], fmt: Format) -> None:
+    metrics: list[str] = []
+    for group in groups:
+        metrics += [m for m in group.mean if m not in metrics]
+    if fmt is Format.json:
+        typer.echo(json.dumps([{"params": dict(g.params), "count": g.count, "mean": dict(g.mean),
+                                "std": dict(g.std)} for g in groups], indent=1))
+        return
+    if fmt is Format.csv:
+        header = [*params, "count", *(f"{m}_{s}" for m in metrics for s in ("mean", "std"))]
+        body = [[*(g.params.get(p) for p in params), g.count,
+                 *(v for m in metrics for v in (g.mean.get(m), g.std.get(m)))] for g in groups]
+    else:
+        header = [*params, "count", *metrics]
+        body = [[*(g.params.get(p) for p in params), g.count,
+                 *(f"{g.mean[m]:.4g} ± {g.std[m]:.2g}" if m in g.mean else "" for m in metrics)]
+                for g in groups]
+    _write(header, body, fmt)
+
+
+def _write(header: list[str], body: list[list[Any]], fmt: Format) -> None:
+    if fmt is Format.csv:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows([[_cell(v) for v in row] for row in body])
+        typer.echo(out.getvalue(), nl=False)
+        return
+    cells = [header, *[[_cell(v) for v in row] for row in body]]
+    if fmt is Format.markdown:
+        typer.echo("| " + " | ".join(header) + " |")
+        typer.echo("|" + "---|" * len(header))
+        for row in cells[1:]:
+            typer.echo("| " + " | ".join(row) + " |")
+        return
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for row in cells:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def register(app: typer.Typer) -> None:
+    app.command("results")(results_command)

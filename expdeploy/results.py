@@ -1,0 +1,171 @@
+"""An experiment's results: each run's metrics gathered from the files it wrote (`metrics.jsonl`,
+`summary.json`, W&B's `wandb-summary.json`), one row per run with the parameters that vary,
+filters (`--where`, `--tag`), sorting by a metric, and mean ± std over grouped-out parameters."""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from expdeploy.errors import BadInput
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "<=": operator.le, ">=": operator.ge, "!=": operator.ne, "==": operator.eq, "<": operator.lt,
+    ">": operator.gt, "=": operator.eq}
+_WHERE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*(<=|>=|!=|==|<|>|=)\s*(.+?)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    name: str
+    params: Mapping[str, Any]
+    state: str
+    duration: float | None
+    metrics: Mapping[str, Any]
+    tags: tuple[str, ...] = ()
+    best: Mapping[str, float] = field(default_factory=dict)  # per metric, over metrics.jsonl
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def run_metrics(run_dir: Path, goal: str = "min") -> tuple[dict[str, Any], dict[str, float]]:
+    """(final value, best value) of each metric the run reported; summary.json and W&B's summary
+    win over the last metrics.jsonl line for the final values."""
+    final: dict[str, Any] = {}
+    best: dict[str, float] = {}
+    pick = min if goal == "min" else max
+    lines = run_dir / "metrics.jsonl"
+    if lines.exists():
+        for line in lines.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line being written as we read
+            for key, value in record.items():
+                if key in ("step", "time"):
+                    continue
+                final[key] = value
+                number = _number(value)
+                if number is not None:
+                    best[key] = pick(best.get(key, number), number)
+    for path in [*sorted(run_dir.glob("wandb/*/files/wandb-summary.json")), run_dir / "summary.json"]:
+        try:
+            final.update({k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")})
+        except (OSError, ValueError):
+            continue
+    return final, best
+
+
+def collect(exp_dir: Path, goal: str = "min") -> list[Row]:
+    """A row per run of the experiment, from its ledger and run directories."""
+    from expdeploy import worker
+    from expdeploy.ledger import Ledger
+
+    plans = worker.read_manifest(str(exp_dir))
+    ledger = Ledger(exp_dir)
+    try:
+        ledger.reconcile()
+        rows = []
+        for run in ledger.rows():
+            final, best = run_metrics(exp_dir / "runs" / run.name, goal)
+            duration = run.ended - run.started if run.ended and run.started else None
+            rows.append(Row(run.name, plans.get(run.run_id, {}).get("params", {}), run.state, duration, final,
+                            run.tags, best))
+        return rows
+    finally:
+        ledger.close()
+
+
+def parse_where(text: str) -> Callable[[Row], bool]:
+    """`lr<0.1`, `norm==batch`, `state!=failed`: one comparison with a parameter, metric or state."""
+    match = _WHERE.match(text)
+    if not match:
+        raise BadInput(f"--where {text!r} is not NAME OP VALUE", key="--where",
+                       hint="e.g. --where 'lr<0.1' or --where norm=batch (ops: < <= > >= = == !=)")
+    name, op, raw = match.groups()
+    wanted = _value(raw)
+
+    def keep(row: Row) -> bool:
+        have = row.state if name == "state" else row.params.get(name, row.metrics.get(name))
+        if have is None:
+            return False
+        try:
+            return bool(_OPS[op](have, wanted))
+        except TypeError:  # a number against a word: only (in)equality means something
+            return bool(_OPS[op](str(have), str(wanted))) if op in ("=", "==", "!=") else False
+
+    return keep
+
+
+def _value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.strip("'\"")
+
+
+def varying(rows: Sequence[Row]) -> list[str]:
+    """Parameter names whose value differs between rows (the others are dropped from tables)."""
+    names: list[str] = []
+    for row in rows:
+        names += [n for n in row.params if n not in names]
+    return [n for n in names if len({json.dumps(r.params.get(n), sort_keys=True) for r in rows}) > 1]
+
+
+def metric_names(rows: Iterable[Row]) -> list[str]:
+    names: list[str] = []
+    for row in rows:
+        names += [n for n in row.metrics if n not in names]
+    return names
+
+
+def sort_rows(rows: Sequence[Row], metric: str | None, goal: str) -> list[Row]:
+    if metric is None:
+        return list(rows)
+    def key(row: Row) -> tuple[int, float]:
+        number = _number(row.metrics.get(metric))
+        if number is None:
+            return (1, 0.0)  # runs without the metric go last
+        return (0, number if goal == "min" else -number)
+    return sorted(rows, key=key)
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    params: Mapping[str, Any]
+    count: int
+    mean: Mapping[str, float]
+    std: Mapping[str, float]
+
+
+def aggregate(rows: Sequence[Row], over: Sequence[str]) -> list[Group]:
+    """Mean and sample standard deviation of every numeric metric over the runs that differ only
+    in the parameters `over` (e.g. seed); groups in order of first appearance."""
+    groups: dict[str, list[Row]] = {}
+    keys: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        kept = {k: v for k, v in row.params.items() if k not in over}
+        tag = json.dumps(kept, sort_keys=True)
+        groups.setdefault(tag, []).append(row)
+        keys[tag] = kept
+    found = []
+    for tag, members in groups.items():
+        mean: dict[str, float] = {}
+        std: dict[str, float] = {}
+        for name in metric_names(members):
+            values = [v for v in (_number(r.metrics.get(name)) for r in members) if v is not None]
+            if not values:
+                continue
+            mean[name] = sum(values) / len(values)
+            std[name] = (math.sqrt(sum((v - mean[name]) ** 2 for v in values) / (len(values) - 1))
+                         if len(values) > 1 else 0.0)
+        found.append(Group(keys[tag], len(members), mean, std))
+    return found
