@@ -67,3 +67,9 @@ class BadInput(ExpdeployError):
 
 class SpecError(BadInput):
     """An experiment file (any dialect) is malformed or inconsistent."""
+
+
+def last_line(text: str) -> str:
+    """The last non-blank line of a command's output: what its error message usually is."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "(no message)"

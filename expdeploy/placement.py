@@ -39,17 +39,18 @@ def choose(backend: str | None, target_name: str | None, cwd: Path, exp_dir: Pat
     directory in place of this one (the same absolute path when it names none)."""
     from expdeploy.backend import available_backends
 
+    backends = available_backends()
     target = None
     if target_name:
         from expdeploy.targets import get_target
 
         target = get_target(target_name, project_dir or cwd)
-        rides = bool(backend) and getattr(available_backends().get(backend or ""), "agents_only", False)
+        # an agents-only backend (wandb) rides on the target's own backend
+        rides = backend in backends and backends[backend].agents_only
         if backend and backend != target.backend and not rides:
             raise BadInput(f"target {target_name} is a {target.backend} target, not {backend}",
                            key="--backend", hint=f"drop --backend, or use --backend {target.backend}")
     chosen = backend or (target.backend if target else "local")
-    backends = available_backends()
     if chosen not in backends:
         raise BadInput(f"unknown backend {chosen!r}", key="--backend",
                        hint=f"available: {', '.join(sorted(backends))}")

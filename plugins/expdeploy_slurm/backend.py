@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from expdeploy import worker
 from expdeploy.backend import Backend, BackendOptions, Task, Waker
-from expdeploy.errors import ExpdeployError
+from expdeploy.errors import ExpdeployError, last_line
 from expdeploy.params import run_id_of
 from expdeploy_slurm import queue
 
@@ -81,7 +81,7 @@ class SlurmBackend(Backend):
             self._config = queue.parse_config(done.stdout) if done.code == 0 else {}
             if done.code:
                 self.notes.append(f"scontrol show config failed on {self.shell.label}: "
-                                  f"{_last_line(done.stderr)}")
+                                  f"{last_line(done.stderr)}")
         return self._config
 
     def max_array_size(self) -> int:
@@ -189,7 +189,7 @@ class SlurmBackend(Backend):
         dependency = f" --dependency=afterany:{after}" if after else ""
         done = self.shell.run(f"sbatch --parsable{dependency} {shlex.quote(script)}")
         if done.code:
-            raise SlurmError(f"sbatch refused {script}: {_last_line(done.stderr)}",
+            raise SlurmError(f"sbatch refused {script}: {last_line(done.stderr)}",
                              hint="check the target's partition/account/qos and the script")
         return done.stdout.strip().split(";")[0]
 
@@ -200,7 +200,7 @@ class SlurmBackend(Backend):
         problem = {"nodir": f"the work directory {cwd} does not exist",
                    "nosbatch": "sbatch is not on PATH"}.get(done.stdout.strip())
         if problem or done.code:
-            raise SlurmError(f"{self.shell.label}: {problem or _last_line(done.stderr)}",
+            raise SlurmError(f"{self.shell.label}: {problem or last_line(done.stderr)}",
                              hint=f"`expdeploy env sync {self._target_name()}` puts the code there (`run` "
                                   "does it first unless --no-sync), or set the target's workdir and env")
 
@@ -349,7 +349,7 @@ class SlurmBackend(Backend):
     def _squeue(self) -> dict[str, str]:
         done = self.shell.run(f"squeue -h -r --name={shlex.quote(self.job_name())} -o '%i|%T'")
         if done.code:
-            raise SlurmError(f"squeue failed: {_last_line(done.stderr)}")
+            raise SlurmError(f"squeue failed: {last_line(done.stderr)}")
         return queue.parse_table(done.stdout)
 
     def _end_states(self, runs: Sequence[_Tracked]) -> dict[str, str]:
@@ -413,13 +413,9 @@ class SlurmBackend(Backend):
             return
         done = self.shell.run(f"scancel {'--signal=KILL ' if hard else ''}{' '.join(jobs)}")
         if done.code:
-            raise SlurmError(f"scancel failed: {_last_line(done.stderr)}")
+            raise SlurmError(f"scancel failed: {last_line(done.stderr)}")
         self.next_poll = 0.0
 
     def close(self) -> None:
         self.shell.close()
 
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "(no message)"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from expdeploy import worker
 from expdeploy.backend import Backend, BackendOptions, Task, Waker
-from expdeploy.errors import EXIT_BAD_INPUT, BadInput, ExpdeployError
+from expdeploy.errors import EXIT_BAD_INPUT, BadInput, ExpdeployError, last_line
 from expdeploy_ssh.gather import rsync_literal
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class SshBackend(Backend):
         def work(shell: Shell) -> HostFacts:
             done = shell.run(probe_command(self.cwd), timeout=COMMAND_TIMEOUT)
             if done.code:
-                raise ExpdeployError(f"{shell.label}: {_last_line(done.stderr)}")
+                raise ExpdeployError(f"{shell.label}: {last_line(done.stderr)}")
             facts = parse_probe(done.stdout)
             if facts.has_cwd:
                 shell.push(self.local_exp, self.exp, excludes=PUSH_EXCLUDES)
@@ -278,7 +278,7 @@ class SshBackend(Backend):
         def work(shell: Shell) -> int:
             done = shell.run(command, stdin=secrets + text, timeout=COMMAND_TIMEOUT)
             if done.code:
-                raise ExpdeployError(f"{shell.label}: cannot start {plan['name']}: {_last_line(done.stderr)}")
+                raise ExpdeployError(f"{shell.label}: cannot start {plan['name']}: {last_line(done.stderr)}")
             return int(done.stdout.split()[-1])
 
         return work
@@ -330,7 +330,7 @@ class SshBackend(Backend):
         def work(shell: Shell) -> dict[str, dict[str, Any]]:
             done = shell.run(command, stdin=lines, timeout=COMMAND_TIMEOUT)
             if done.code:
-                raise ExpdeployError(f"{shell.label}: {_last_line(done.stderr)}")
+                raise ExpdeployError(f"{shell.label}: {last_line(done.stderr)}")
             found = {}
             for line in done.stdout.splitlines():
                 try:
@@ -496,7 +496,7 @@ class SshBackend(Backend):
         def work(shell: Shell) -> int:
             done = shell.run(command, stdin=secrets, timeout=COMMAND_TIMEOUT)
             if done.code:
-                raise ExpdeployError(f"{shell.label}: cannot start an agent: {_last_line(done.stderr)}")
+                raise ExpdeployError(f"{shell.label}: cannot start an agent: {last_line(done.stderr)}")
             return int(done.stdout.split()[-1])
 
         return work
@@ -563,7 +563,3 @@ def _secrets() -> tuple[str, str]:
 def _runner(command: str) -> Callable[[Shell], Any]:
     return lambda shell: shell.run(command, timeout=COMMAND_TIMEOUT)
 
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "(no message)"

@@ -53,6 +53,10 @@ class Project:
                     proc.kill()
                     proc.communicate()
 
+    def use_this_python(self) -> None:
+        """`python` in the runs is the interpreter running the tests (it has expdeploy, wandb)."""
+        self.env["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+
     def exp(self, name: str) -> Path:
         return self.root / "experiments" / name
 

@@ -7,9 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import sys
-from pathlib import Path
 
 import pytest
 from conftest import Project
@@ -46,7 +43,7 @@ def measured(project: Project) -> Project:
           seed: [0, 1]
           fixed: [same]
     """)
-    project.env["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"  # python: has expdeploy
+    project.use_this_python()
     done = project.run("run", "grid.yml", timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     return project

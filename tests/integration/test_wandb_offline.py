@@ -5,8 +5,6 @@ where `expdeploy wandb sync` finds it."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -46,7 +44,7 @@ def test_sweep_runs_offline_with_the_agents_view(project: Project) -> None:
               opt:
                 value: sgd
     """)
-    project.env["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"  # python: has wandb
+    project.use_this_python()
     project.env.pop("WANDB_MODE", None)
     project.env["WANDB_SILENT"] = "true"
     done = project.run("run", "sweep.yaml", timeout=180)
@@ -90,7 +88,7 @@ def test_the_api_key_reaches_runs_and_lands_in_no_file(project: Project) -> None
             values: [0.1, 0.01]
     """)
     project.env["WANDB_API_KEY"] = SECRET
-    project.env["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    project.use_this_python()
     done = project.run("run", "sweep.yaml", timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     logs = [p.read_text() for p in project.exp("sweep").glob("runs/*/main.log")]
