@@ -1,11 +1,12 @@
 """`expdeploy results`: the table of an experiment's runs with their varying parameters, state,
-duration and metrics, filtered, sorted and grouped, as a table, CSV, JSON or Markdown."""
+duration and metrics, filtered, sorted and grouped, as a table, CSV, JSON or Markdown, or a plot."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,6 +17,7 @@ from expdeploy.cli.common import OutputOpt
 from expdeploy.errors import BadInput
 
 if TYPE_CHECKING:
+    from expdeploy.plots import CurveSpec, PlotSpec
     from expdeploy.results import Group, Row
 
 
@@ -36,26 +38,40 @@ WhereOpt = Annotated[list[str] | None, typer.Option(
 GroupOpt = Annotated[str | None, typer.Option(
     "--group-by", help="Mean ± std over these parameters, e.g. seed (comma-separated).", show_default=False)]
 FormatOpt = Annotated[Format, typer.Option("--format", help="table, csv, json or markdown.")]
+PlotOpt = Annotated[str | None, typer.Option(
+    "--plot", help="Draw y against x instead of the table, a series per hue, mean ± std over runs sharing "
+                   "an x: x=PARAM_OR_METRIC,y=METRIC[,hue=PARAM].", show_default=False)]
+CurvesOpt = Annotated[str | None, typer.Option(
+    "--curves", help="Draw each run's metrics.jsonl curves instead of the table: METRIC[,METRIC...]"
+                     "[,hue=PARAM].", show_default=False)]
+OutOpt = Annotated[Path | None, typer.Option(
+    "--out", help="Image for --plot/--curves, .png, .pdf or .svg (default: plot.png or curves.png).",
+    show_default=False)]
+SizeOpt = Annotated[str, typer.Option("--size", help="Image size in inches, WIDTHxHEIGHT, at 100 dpi.")]
 
 
 def results_command(exp: ExpArg = None, output: OutputOpt = Path("experiments"), metric: MetricOpt = None,
                     goal: GoalOpt = "min", tag: TagOpt = None, where: WhereOpt = None,
-                    group_by: GroupOpt = None, fmt: FormatOpt = Format.table) -> None:
+                    group_by: GroupOpt = None, fmt: FormatOpt = Format.table, plot: PlotOpt = None,
+                    curves: CurvesOpt = None, out: OutOpt = None, size: SizeOpt = "8x5") -> None:
     """The runs of an experiment and what they measured: parameters that vary, state, duration, and
     each metric's final value (from metrics.jsonl, summary.json or W&B's summary). Works while the
     experiment runs.
 
-    \\b
+    \b
     Examples:
       expdeploy results --metric val_acc --goal max
       expdeploy results --where 'lr<0.1' --tag ablation --format csv > runs.csv
       expdeploy results --group-by seed --format markdown
+      expdeploy results --plot x=lr,y=val_acc,hue=norm --out lr.png
+      expdeploy results --curves val_loss,train_loss --where seed=0 --size 10x6
     """
     from expdeploy.expdir import find_experiment
     from expdeploy.results import aggregate, collect, parse_where, sort_rows, varying
 
     if goal not in ("min", "max"):
         raise BadInput(f"--goal {goal!r}", key="--goal", hint="min or max")
+    drawing = _check_plot_options(plot, curves, out, size, group_by)
     exp_dir = find_experiment(output, exp)
     rows = collect(exp_dir, goal)
     shown_params = varying(rows)
@@ -65,6 +81,9 @@ def results_command(exp: ExpArg = None, output: OutputOpt = Path("experiments"),
     if tag:
         rows = [r for r in rows if set(tag) & set(r.tags)]
     rows = sort_rows(rows, metric, goal)
+    if drawing is not None:
+        _draw(drawing, exp_dir, rows)
+        return
     if group_by:
         over = [p.strip() for p in group_by.split(",") if p.strip()]
         unknown = [p for p in over if p not in shown_params]
@@ -74,6 +93,56 @@ def results_command(exp: ExpArg = None, output: OutputOpt = Path("experiments"),
         _emit_groups(aggregate(rows, over), [p for p in shown_params if p not in over], fmt)
         return
     _emit_rows(rows, shown_params, fmt)
+
+
+@dataclass(frozen=True, slots=True)
+class _Drawing:
+    spec: PlotSpec | CurveSpec
+    out: Path
+    size: tuple[float, float]
+
+
+def _check_plot_options(plot: str | None, curves: str | None, out: Path | None, size: str,
+                        group_by: str | None) -> _Drawing | None:
+    """What to draw, checked before any run is read; None for a table."""
+    if plot is None and curves is None:
+        if out is not None:
+            raise BadInput("only --plot and --curves write an image", key="--out",
+                           hint="add --plot x=PARAM,y=METRIC or --curves METRIC")
+        return None
+    from expdeploy import plots
+
+    if plot is not None and curves is not None:
+        raise BadInput("not with --curves: one image at a time", key="--plot",
+                       hint="run expdeploy results twice, with a different --out")
+    if group_by:
+        raise BadInput("only for tables, not with --plot or --curves", key="--group-by",
+                       hint="--plot already shows mean ± std over the runs that share an x")
+    spec: PlotSpec | CurveSpec
+    if plot is not None:
+        spec, default = plots.parse_plot(plot), "plot.png"
+    else:
+        spec, default = plots.parse_curves(curves or ""), "curves.png"
+    return _Drawing(spec, plots.check_out(out or Path(default)), plots.parse_size(size))
+
+
+def _draw(drawing: _Drawing, exp_dir: Path, rows: list[Row]) -> None:
+    from expdeploy import plots
+    from expdeploy.results import varying
+
+    if not rows:
+        raise BadInput("no run to draw", hint="--where and --tag left none; see `expdeploy results`")
+    if isinstance(drawing.spec, plots.PlotSpec):
+        found = plots.series(rows, drawing.spec)
+        plots.save_series(found, drawing.spec, drawing.out, drawing.size)
+        runs = sum(s.runs for s in found)
+        what = f"{drawing.spec.y} against {drawing.spec.x}, {runs} runs in {len(found)} series"
+    else:
+        lines = plots.curves(exp_dir, rows, drawing.spec, varying(rows))  # labels: what differs among these
+        plots.save_curves(lines, drawing.spec, drawing.out, drawing.size)
+        runs = len({c.run for c in lines})
+        what = f"{', '.join(drawing.spec.metrics)} of {runs} runs, {len(lines)} curves"
+    typer.echo(f"wrote {drawing.out}: {what}")
 
 
 def _cell(value: Any) -> str:

@@ -29,7 +29,7 @@ def sync_command(exp: ExpArg = None, output: OutputOpt = Path("experiments"),
     """Upload every offline W&B run under EXP_DIR/runs/*/wandb/ with `wandb sync` (WANDB_API_KEY
     from the environment, as wandb reads it).
 
-    \\b
+    \b
     Examples:
       expdeploy wandb sync experiments/sweep
       expdeploy wandb sync --dry-run
