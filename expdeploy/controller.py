@@ -50,6 +50,7 @@ class RunSettings:
     seed: int = 0
     first: bool = False
     detach: bool = False  # a queueing backend: return once every run is submitted
+    only: tuple[str, ...] = ()  # run names (`--run`, `rerun`)
 
 
 def select_runs(exp_dir: Path, states: Mapping[str, str], plans: Sequence[Mapping[str, Any]],
@@ -59,7 +60,8 @@ def select_runs(exp_dir: Path, states: Mapping[str, str], plans: Sequence[Mappin
     `states` (the ledger) settles runs already known as succeeded; every other run is judged
     from its files just now, so a run another controller or agent claimed is not run twice.
     """
-    chosen = [p for p in plans if not settings.tags or set(settings.tags) & set(p.get("tags") or ())]
+    chosen = [p for p in plans if (not settings.tags or set(settings.tags) & set(p.get("tags") or ()))
+              and (not settings.only or p["name"] in settings.only)]
     if settings.sample is not None and settings.sample < len(chosen):
         picked = set(random.Random(settings.seed).sample(range(len(chosen)), settings.sample))
         chosen = [p for i, p in enumerate(chosen) if i in picked]

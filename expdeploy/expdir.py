@@ -28,10 +28,10 @@ SHIPPED = ".expdeploy"
 
 
 def plan_record(run: Run, exp_dir: Path, launch_time: str, cwd: Path, env: EnvSpec | None = None,
-                variables: Mapping[str, str] | None = None) -> dict[str, Any]:
+                variables: Mapping[str, str] | None = None, launch: str | None = None) -> dict[str, Any]:
     """One manifest line: everything the compute side needs to run `run`, nothing secret. `env`
     replaces the recipe's environment (a target's own layers); `variables` are the run's own
-    (the worker sets them for its steps)."""
+    (the worker sets them for its steps); `launch` names the recorded code (see provenance)."""
     commands = commands_for(run, exp_dir, launch_time)
     record = {
         "run_id": run.run_id,
@@ -44,6 +44,8 @@ def plan_record(run: Run, exp_dir: Path, launch_time: str, cwd: Path, env: EnvSp
     }
     if variables:
         record["env"] = dict(variables)
+    if launch:
+        record["launch"] = launch
     env = env or run.recipe.env
     if env is not None:  # every step runs inside the run's environment; the worker needs nothing
         from expdeploy.wrapping import RunContext, stop_command, wrap_command

@@ -77,6 +77,26 @@ def process_start_time(pid: int) -> str | None:
 _OWNER: dict[str, Any] = {}
 
 
+_GPU_MODELS: dict[str, list[str]] = {}
+
+
+def gpu_models(gpus: str) -> list[str]:
+    """The model of each GPU given to a run (CUDA_VISIBLE_DEVICES), as nvidia-smi names it;
+    asked once per set of GPUs, as runs start in-process on the local pool."""
+    if gpus not in _GPU_MODELS:
+        _GPU_MODELS[gpus] = _ask_gpu_models(gpus)
+    return _GPU_MODELS[gpus]
+
+
+def _ask_gpu_models(gpus: str) -> list[str]:
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "-i", gpus],
+                              capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in done.stdout.splitlines() if line.strip()] if done.returncode == 0 else []
+
+
 def owner() -> dict[str, Any]:
     """This process, as claims and states record it (kept per pid: a daemon forks)."""
     pid = os.getpid()
@@ -266,6 +286,10 @@ class Execution:
             "attempt": self.attempt, "state": "running", "step": None, "exit_code": None,
             "started": now, "ended": None, "gpus": self.gpus, "steps": {}, **owner(), **self.extra,
         }
+        if self.plan.get("launch"):  # which recorded code this attempt runs
+            self.state["launch"] = self.plan["launch"]
+        if self.gpus:
+            self.state["gpu_models"] = gpu_models(self.gpus)
         self._next_step()
 
     def _next_step(self) -> None:

@@ -17,6 +17,8 @@ from expdeploy.cli import (
     logs,
     plan,
     plugins,
+    rerun,
+    restore,
     results,
     run,
     status,
@@ -71,7 +73,8 @@ def _root(
     ctx.obj = CliState(debug=debug)
 
 
-for verb in (plan, run, status, logs, cancel, clean, agent, plugins, targets, env, wandb_sync, results):
+for verb in (plan, run, status, logs, cancel, clean, agent, plugins, targets, env, wandb_sync, results,
+             restore, rerun):
     verb.register(app)
 
 

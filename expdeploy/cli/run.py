@@ -25,6 +25,7 @@ from expdeploy.errors import BadInput, Location
 if TYPE_CHECKING:
     from expdeploy.backend import Backend
     from expdeploy.ledger import Ledger
+    from expdeploy.provenance import CodeState, Launch
     from expdeploy.spec.model import Recipe
     from expdeploy.targets import Target
     from expdeploy.wrapping import EnvSpec
@@ -77,6 +78,14 @@ WandbModeOpt = Annotated[str, typer.Option(
     "runs land in each run directory, for `expdeploy wandb sync`.")]
 NoSyncOpt = Annotated[bool, typer.Option(
     "--no-sync", help="With --target: do not send the code and environment first (`expdeploy env sync`).")]
+SnapshotOpt = Annotated[bool, typer.Option(
+    "--snapshot", help="Copy the code into <exp>/snapshots/ now and run from the copy: edits made while "
+    "runs wait in a queue do not reach them.")]
+RequireCleanOpt = Annotated[bool, typer.Option(
+    "--require-clean", help="Refuse to start from a git tree with uncommitted changes or untracked files "
+    "(without it they are recorded, with a warning).")]
+OnlyOpt = Annotated[list[str] | None, typer.Option(
+    "--run", help="Only this run, by name as `expdeploy status` shows it (repeatable).", show_default=False)]
 DetachOpt = Annotated[bool, typer.Option("--detach", help="Keep running after you log out; output "
                                                           "goes to <exp>/controller.log. Slurm: exit "
                                                           "once every run is submitted.")]
@@ -108,6 +117,9 @@ def run_command(
     steps: StepsOpt = None,
     detach: DetachOpt = False,
     no_sync: NoSyncOpt = False,
+    snapshot: SnapshotOpt = False,
+    require_clean: RequireCleanOpt = False,
+    only: OnlyOpt = None,
     wandb_mode: WandbModeOpt = "offline",
     on: OnOpt = None,
     sweep: SweepOpt = None,
@@ -120,7 +132,9 @@ def run_command(
 ) -> None:
     """Run every run of SPEC; runs that already succeeded are skipped, so re-running resumes.
 
-    Runs execute in the current directory. Each gets CUDA_VISIBLE_DEVICES, EXPDEPLOY_RUN_ID and
+    Runs execute in the current directory (or its --snapshot copy). The code's git commit, its
+    uncommitted diff and untracked files, the spec and the Python packages are recorded in
+    <exp>/provenance/ (see `expdeploy restore`). Each run gets CUDA_VISIBLE_DEVICES, EXPDEPLOY_RUN_ID and
     EXPDEPLOY_RUN_DIR; its logs, params.json and state.json live in <output>/<name>/runs/<run>/.
     Exit status: 0 all succeeded, 1 a run failed, 2 bad input, 130 interrupted.
 
@@ -163,14 +177,18 @@ def run_command(
     if wandb_mode not in MODES:
         raise BadInput(f"--wandb-mode {wandb_mode!r}", key="--wandb-mode", hint=f"one of {', '.join(MODES)}")
     spec_meta = (loaded.format, plan.spec.extra, plan.spec.name)
-    records = [plan_record(run, Path(placement.exp_dir), plan.launch_time, Path(placement.cwd),
-                           envs.get(id(run.recipe)),
-                           run_variables(*spec_meta, run.name, run.tags,
-                                         f"{placement.exp_dir}/runs/{run.name}", wandb_mode))
-               for run in plan.expansion.runs]
+
+    def make_records(run_cwd: str, launch: str | None = None) -> list[dict[str, Any]]:
+        return [plan_record(run, Path(placement.exp_dir), plan.launch_time, Path(run_cwd),
+                            envs.get(id(run.recipe)),
+                            run_variables(*spec_meta, run.name, run.tags,
+                                          f"{placement.exp_dir}/runs/{run.name}", wandb_mode), launch)
+                for run in plan.expansion.runs]
+
+    records = make_records(placement.cwd)
     settings = RunSettings(force=force or first, retry_failed=retry_failed, max_retries=max_retries,
                            grace_seconds=grace, tags=tuple(tag or ()), sample=sample, seed=seed,
-                           first=first, detach=detach)
+                           first=first, detach=detach, only=tuple(only or ()))
     chosen_steps = _steps(steps, plan.step_names)
     options = BackendOptions(exp_dir=plan.exp_dir, jobs=1 if first else jobs, gpus=gpu_ids,
                              runs_per_gpu=runs_per_gpu, gpu_free_memory_mib=gpu_free_memory,
@@ -192,12 +210,23 @@ def run_command(
     if tag and not any(set(tag) & set(r["tags"]) for r in records):
         raise BadInput(f"no run has tag {', '.join(tag)}", key="--tag",
                        hint=f"tags: {', '.join(sorted(plan.tag_counts)) or 'none'}")
+    _check_only(only, records)
+    run_envs = [envs.get(id(r)) or r.env for r in plan.spec.recipes]
     if not placement.remote:
-        _check_environments([envs.get(id(r)) or r.env for r in plan.spec.recipes])
+        _check_environments(run_envs)
+    tree, reused = _code(cwd, plan.exp_dir, require_clean, snapshot and placement.remote)
     synced = _sync_first(placement.target, cwd, dry_run) if placement.remote and not no_sync else None
     if dry_run:
         states = _known_states(plan.exp_dir)
     else:
+        from expdeploy.provenance import environment_info, record_launch
+
+        launch = reused or record_launch(plan.exp_dir, cwd, tree, spec, overrides or [],
+                                         environment_info(run_envs, here=not placement.remote), snapshot,
+                                         {"spec_format": spec_format, "command": command, "title": title,
+                                          "name": name, "seed": seed})
+        records = [r for r in make_records(str(launch.snapshot or placement.cwd), launch.id)
+                   if not only or r["name"] in only]  # the other runs keep the plans they have
         records = write_manifest(plan.exp_dir, records)
         ledger = Ledger(plan.exp_dir)
         ledger.add_runs(records)
@@ -276,6 +305,34 @@ def _target_envs(target: Target | None, recipes: Sequence[Recipe]) -> dict[int, 
                         hint=hint)
 
     return {id(r): with_target(r.env, target.wrap, where or Location("targets"), fail) for r in recipes}
+
+
+def _check_only(only: list[str] | None, records: Sequence[Mapping[str, Any]]) -> None:
+    names = {r["name"] for r in records}
+    unknown = [n for n in only or () if n not in names]
+    if unknown:
+        shown = ", ".join(sorted(names)[:3]) + (" ..." if len(names) > 3 else "")
+        raise BadInput(f"no run named {unknown[0]!r} in this experiment", key="--run", hint=f"runs: {shown}")
+
+
+def _code(cwd: Path, exp_dir: Path, require_clean: bool,
+          remote_snapshot: bool) -> tuple[CodeState, Launch | None]:
+    """The code the runs will see, checked (--require-clean) and warned about; when `cwd` is one
+    of the experiment's snapshots (`rerun`), the launch that made it."""
+    from expdeploy import provenance
+
+    if remote_snapshot:
+        raise BadInput("--snapshot is not available with a remote target yet", key="--snapshot",
+                       hint="`env sync` sends the code at submit time; commit and use --require-clean "
+                            "to pin what the target runs")
+    reused = provenance.snapshot_launch(exp_dir, cwd)
+    code = reused.code if reused else provenance.code_state(cwd, exclude=[exp_dir.parent])
+    if require_clean:
+        provenance.check_clean(code)
+    note = None if reused else provenance.warning(code, exp_dir)
+    if note:
+        sys.stderr.write(f"warning: {note}\n")
+    return code, reused
 
 
 def _check_environments(envs: Sequence[EnvSpec | None]) -> None:

@@ -1,0 +1,83 @@
+"""`expdeploy rerun RUN`: one run of an experiment again, as its next attempt, with the spec and
+overrides it was launched with."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from expdeploy.cli.common import OutputOpt
+from expdeploy.cli.logs import ExpOpt, RunArg
+from expdeploy.cli.run import BackendOpt, DetachOpt, DryRunOpt, TargetOpt
+from expdeploy.errors import BadInput
+
+HereOpt = Annotated[bool, typer.Option(
+    "--here", help="Run from the current directory (e.g. what `expdeploy restore` made), not from "
+    "where the run first ran.")]
+
+
+def rerun_command(run: RunArg, exp: ExpOpt = None, output: OutputOpt = Path("experiments"),
+                  here: HereOpt = False, backend: BackendOpt = None,
+                  target: TargetOpt = None, dry_run: DryRunOpt = False, detach: DetachOpt = False) -> None:
+    """Run RUN again (a new attempt, also when it succeeded) from the spec and overrides recorded
+    at its launch, on the backend it used unless --backend/--target say otherwise. A run made from
+    a --snapshot reruns from that snapshot; otherwise from its working directory as it is now
+    (a note says when that code differs from the recorded one: `expdeploy restore` brings it back).
+
+    \b
+    Examples:
+      expdeploy rerun lr=0.1,seed=0
+      expdeploy restore lr=0.1,seed=0 --into /tmp/repro
+      cd /tmp/repro && expdeploy rerun lr=0.1,seed=0 --exp EXP --here   # the recorded code
+    """
+    from expdeploy import worker
+    from expdeploy.cli.run import run_command
+    from expdeploy.expdir import find_experiment, resolve_runs
+    from expdeploy.ledger import Ledger
+    from expdeploy.provenance import PROVENANCE, SNAPSHOTS, code_state, same_code, snapshot_launch
+    from expdeploy.restore import launch_of, read_launch
+
+    exp_dir = find_experiment(output, exp).absolute()
+    ledger = Ledger(exp_dir)
+    try:
+        (row,) = resolve_runs(ledger, [run])
+        meta = ledger.meta()
+    finally:
+        ledger.close()
+    plan = worker.read_manifest(str(exp_dir))[row.run_id]
+    launch = launch_of(exp_dir, plan)
+    record = read_launch(exp_dir, launch)
+    launch_dir = exp_dir / PROVENANCE / launch
+    copy = next(launch_dir.glob("spec.*"))
+    original = Path(record["spec"])
+    spec = original if original.exists() and original.read_bytes() == copy.read_bytes() else copy
+    snapshot = exp_dir / SNAPSHOTS / launch
+    ran_in = Path(record["cwd"])
+    if snapshot.is_dir() and ran_in.is_relative_to(record["root"]):
+        ran_in = snapshot / ran_in.relative_to(record["root"])
+    cwd = Path.cwd() if here else ran_in
+    if not cwd.is_dir():
+        raise BadInput(f"{cwd}, where run {row.name} ran, is gone", key="RUN",
+                       hint="`expdeploy restore` it, then `expdeploy rerun --here` from there")
+    if snapshot_launch(exp_dir, cwd) is None and not same_code(launch_dir, code_state(cwd, [exp_dir.parent])):
+        sys.stderr.write(f"note: the code in {cwd} is not what run {row.name} ran (launch {launch}); it "
+                         f"reruns with the code as it is now (`expdeploy restore {row.name}` brings the "
+                         "recorded code back)\n")
+    load = record.get("load") or {}
+    if not (backend or target):  # where it ran before
+        target = meta.get("target")
+        backend = None if target else meta.get("backend")
+    os.chdir(cwd)
+    run_command(spec=spec, overrides=list(record.get("overrides") or []), output=exp_dir.parent,
+                backend=backend, target=target, force=True, only=[row.name],
+                dry_run=dry_run, detach=detach, spec_format=load.get("spec_format"),
+                command=load.get("command"), title=load.get("title"), name=load.get("name") or exp_dir.name,
+                seed=int(load.get("seed") or 0))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("rerun", no_args_is_help=True)(rerun_command)

@@ -1,0 +1,331 @@
+"""What code each launch ran: git commit, branch and dirty flag, the binary diff of tracked changes
+and the untracked files, kept in `<exp>/provenance/<id>/` with the spec, overrides, Python and host,
+and `--snapshot` copies of the code in `<exp>/snapshots/<id>/`. Each run plan names its launch; the
+worker writes it into the attempt's state.json."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from expdeploy.errors import BadInput
+
+if TYPE_CHECKING:
+    from expdeploy.wrapping import EnvSpec
+
+PROVENANCE = "provenance"
+SNAPSHOTS = "snapshots"
+PATCH = "tracked.patch"
+UNTRACKED = "untracked.tar"
+MAX_UNTRACKED_FILE = 20 * 2**20  # bigger untracked files are data, not code: named, not kept
+MAX_UNTRACKED_TOTAL = 200 * 2**20
+
+
+@dataclass(frozen=True, slots=True)
+class CodeState:
+    """The project's code as it is now."""
+
+    root: Path  # git's top level, or the project directory outside git
+    git: bool
+    commit: str | None
+    branch: str | None  # None: a detached HEAD
+    changed: tuple[str, ...]  # tracked paths that differ from the commit (staged or not)
+    untracked: tuple[str, ...]  # not ignored, not tracked
+    too_big: tuple[str, ...] = ()  # untracked files over the size limits, not kept
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.changed or self.untracked or self.too_big)
+
+    def describe(self) -> str:
+        parts = [f"{len(self.changed)} changed"] if self.changed else []
+        untracked = len(self.untracked) + len(self.too_big)
+        parts += [f"{untracked} untracked"] if untracked else []
+        return ", ".join(parts) or "clean"
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """One `run` of an experiment's code: where its record is, and the copy runs use, if any."""
+
+    id: str
+    directory: Path
+    code: CodeState
+    snapshot: Path | None = None  # the snapshot's directory that stands for the project's cwd
+
+
+def _git(root: Path, *args: str) -> bytes | None:
+    try:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, check=False)
+    except FileNotFoundError:
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _paths(out: bytes | None) -> list[str]:
+    return [p for p in (out or b"").decode("utf-8", "surrogateescape").split("\0") if p]
+
+
+def _inside(path: Path, parents: Sequence[Path]) -> bool:
+    return any(path == p or p in path.parents for p in parents)
+
+
+def code_state(project_dir: Path, exclude: Sequence[Path] = ()) -> CodeState:
+    """Read the state of the code under `project_dir`; files under `exclude` (the experiments
+    directory) are outputs, never code."""
+    top = _git(project_dir, "rev-parse", "--show-toplevel")
+    if top is None:
+        return CodeState(project_dir.resolve(), False, None, None, (), ())
+    root = Path(top.decode().strip())
+    # outputs below the code, not a directory the code itself lies in (a restored worktree)
+    skip = [p.resolve() for p in exclude if not _inside(root.resolve(), [p.resolve()])]
+    commit = (_git(root, "rev-parse", "--verify", "-q", "HEAD") or b"").decode().strip() or None
+    branch = (_git(root, "symbolic-ref", "-q", "--short", "HEAD") or b"").decode().strip() or None
+    changed = _paths(_git(root, "diff", "--name-only", "-z", "HEAD")) if commit else _paths(
+        _git(root, "ls-files", "-z", "--cached"))
+    kept: list[str] = []
+    too_big: list[str] = []
+    total = 0
+    for name in _paths(_git(root, "ls-files", "-z", "--others", "--exclude-standard")):
+        path = root / name
+        if _inside(path.resolve(), skip) or (path.is_dir() and not path.is_symlink()):
+            continue
+        size = path.lstat().st_size
+        if size > MAX_UNTRACKED_FILE or total + size > MAX_UNTRACKED_TOTAL:
+            too_big.append(name)
+            continue
+        total += size
+        kept.append(name)
+    return CodeState(root, True, commit, branch, tuple(changed), tuple(kept), tuple(too_big))
+
+
+def check_clean(code: CodeState) -> None:
+    """`--require-clean`: refuse a dirty tree, or code that git does not track at all."""
+    if not code.git:
+        raise BadInput(f"{code.root} is not a git repository: its code cannot be recorded",
+                       key="--require-clean",
+                       hint="`git init` and commit the project, or drop --require-clean")
+    if code.dirty:
+        names = [*code.changed, *code.untracked, *code.too_big]
+        shown = ", ".join(names[:3]) + (f" (+{len(names) - 3})" if len(names) > 3 else "")
+        raise BadInput(f"uncommitted changes in {code.root}: {shown}", key="--require-clean",
+                       hint="commit them (or add outputs to .gitignore), or drop --require-clean")
+
+
+def warning(code: CodeState, exp_dir: Path) -> str | None:
+    """The line `run` prints when the code it records is not one commit."""
+    if not code.git:
+        return (f"{code.root} is not a git repository: the code is not recorded "
+                f"(--snapshot keeps a copy in {exp_dir / SNAPSHOTS})")
+    if not code.dirty:
+        return None
+    big = f"; not kept, too big: {', '.join(code.too_big[:3])}" if code.too_big else ""
+    return (f"uncommitted changes ({code.describe()}): the diff and untracked files are kept in "
+            f"{exp_dir / PROVENANCE}{big} (--require-clean refuses)")
+
+
+def _patch(code: CodeState) -> bytes:
+    if not code.commit or not code.changed:
+        return b""
+    return _git(code.root, "diff", "--binary", "HEAD") or b""
+
+
+def _tar(root: Path, names: Sequence[str]) -> bytes:
+    """The files as a tar (modes and symlinks kept); file times zeroed so equal code, equal bytes."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(names):
+            info = tar.gettarinfo(str(root / name), arcname=name)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            if info.isreg():
+                with open(root / name, "rb") as handle:
+                    tar.addfile(info, handle)
+            else:
+                tar.addfile(info)
+    return buffer.getvalue()
+
+
+def record_launch(exp_dir: Path, cwd: Path, code: CodeState, spec: Path, overrides: Sequence[str],
+                  environment: Mapping[str, Any], snapshot: bool = False,
+                  load: Mapping[str, Any] | None = None) -> Launch:
+    """Keep what this launch runs in the experiment directory (once per distinct code, spec and
+    overrides), make its snapshot when asked, and log the launch. `load` holds the options the spec
+    was read with (`--name`, `--command`, ...), for `rerun`."""
+    untracked = _tar(code.root, code.untracked if code.commit else [*code.changed, *code.untracked])
+    patch = _patch(code)
+    spec_bytes = spec.read_bytes()
+    key = json.dumps([code.commit, list(overrides), str(cwd), environment, load], sort_keys=True,
+                     default=str).encode()
+    digest = hashlib.sha256()
+    for part in (key, patch, untracked, spec_bytes):
+        digest.update(hashlib.sha256(part).digest())
+    launch_id = digest.hexdigest()[:12]
+    directory = exp_dir / PROVENANCE / launch_id
+    if not (directory / "code.json").exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        if patch:
+            (directory / PATCH).write_bytes(patch)
+        if untracked and (code.untracked or not code.commit):
+            (directory / UNTRACKED).write_bytes(untracked)
+        (directory / f"spec{spec.suffix}").write_bytes(spec_bytes)
+        (directory / "environment.json").write_text(json.dumps(environment, indent=1))
+        _write_json(directory / "code.json", {
+            "git": code.git, "root": str(code.root), "commit": code.commit, "branch": code.branch,
+            "dirty": code.dirty, "changed": list(code.changed), "untracked": list(code.untracked),
+            "not_kept": list(code.too_big), "cwd": str(cwd), "spec": str(spec.resolve()),
+            "overrides": list(overrides), "load": dict(load or {})})
+    made = _snapshot(exp_dir, launch_id, code, cwd) if snapshot else None
+    with open(exp_dir / PROVENANCE / "launches.jsonl", "a") as log:
+        log.write(json.dumps({"launch": launch_id, "time": time.time(), "host": os.uname().nodename,
+                              "argv": sys.argv[1:], "snapshot": made is not None}) + "\n")
+    return Launch(launch_id, directory, code, made)
+
+
+def same_code(launch_dir: Path, code: CodeState) -> bool:
+    """Is `code` what the launch recorded (commit, diff and untracked files)?"""
+    record = _read_json(launch_dir / "code.json") or {}
+    patch = launch_dir / PATCH
+    return (record.get("commit") == code.commit and record.get("untracked") == list(code.untracked)
+            and (patch.read_bytes() if patch.exists() else b"") == _patch(code)
+            and ((launch_dir / UNTRACKED).read_bytes() if (launch_dir / UNTRACKED).exists() else b"")
+            == (_tar(code.root, code.untracked) if code.untracked else b""))
+
+
+def snapshot_launch(exp_dir: Path, cwd: Path) -> Launch | None:
+    """When `cwd` lies in one of this experiment's snapshots (a rerun), the launch it came from."""
+    base = (exp_dir / SNAPSHOTS).resolve()
+    here = cwd.resolve()
+    if base not in here.parents:
+        return None
+    launch_id = here.relative_to(base).parts[0]
+    record = _read_json(exp_dir / PROVENANCE / launch_id / "code.json")
+    if not record:
+        return None
+    code = CodeState(Path(record["root"]), record["git"], record["commit"], record["branch"],
+                     tuple(record["changed"]), tuple(record["untracked"]), tuple(record["not_kept"]))
+    return Launch(launch_id, exp_dir / PROVENANCE / launch_id, code, here)
+
+
+def _snapshot(exp_dir: Path, launch_id: str, code: CodeState, cwd: Path) -> Path:
+    """Copy the code as it is now (git's files, or the project's outside git) into the experiment;
+    runs then work in the copy, so edits made while they wait in a queue do not reach them."""
+    from expdeploy.sync import code_tree
+
+    target = exp_dir / SNAPSHOTS / launch_id
+    if not target.exists():
+        tree = code_tree(cwd)
+        root = Path(tree.root)
+        output = exp_dir.parent.resolve()
+        skip = [*([] if _inside(root.resolve(), [output]) else [output]),
+                *((root / n).resolve() for n in code.too_big)]
+        partial = target.with_name(f".{launch_id}.{os.getpid()}")
+        for name in tree.files:
+            source = root / name
+            if _inside(source.resolve(), skip) or not (source.exists() or source.is_symlink()):
+                continue
+            copy = partial / name
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_symlink():
+                os.symlink(os.readlink(source), copy)
+            else:
+                shutil.copy2(source, copy)
+        partial.mkdir(parents=True, exist_ok=True)
+        os.replace(partial, target)
+    return target / cwd.resolve().relative_to(code.root)
+
+
+def environment_info(envs: Sequence[EnvSpec | None], here: bool) -> dict[str, Any]:
+    """The environments the runs use: per distinct `env:`, its Python (version, packages and their
+    hash) when that Python is on this machine (`here`) and outside a container, and image ids."""
+    info: dict[str, Any] = {"host": os.uname().nodename, "environments": []}
+    seen: set[str] = set()
+    for env in envs:
+        table = dict(env.table) if env is not None else {}
+        key = json.dumps(table, sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        entry: dict[str, Any] = {"env": table}
+        python = _python_of(env) if here else None
+        if python:
+            entry["python"] = _python_info(python)
+        if env is not None and env.container and here:
+            image = str(table.get(env.container, ""))
+            runtime = str(table.get("runtime") or env.container)
+            entry["image_id"] = _image_id(runtime, image)
+        info["environments"].append(entry)
+    return info
+
+
+def _python_of(env: EnvSpec | None) -> str | None:
+    """The interpreter `python` names in the runs, or None when it is inside a container."""
+    if env is not None and env.container:
+        return None
+    if env is None or env.python is None:
+        return shutil.which("python") or shutil.which("python3")
+    value = str(env.table[env.python])
+    return value if env.python == "python" else os.path.join(value, "bin", "python")
+
+
+_PYTHON_INFO = "import json, sys; print(json.dumps([sys.executable, sys.version.split()[0], sys.path]))"
+
+
+def _python_info(python: str) -> dict[str, Any]:
+    """Its version and installed distributions, read from the `*.dist-info` names on its path
+    (parsing every package's metadata would cost a second on a large env; names suffice)."""
+    try:
+        done = subprocess.run([python, "-c", _PYTHON_INFO], capture_output=True, text=True, timeout=30,
+                              check=False)
+        executable, version, path = json.loads(done.stdout)
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return {"interpreter": python, "error": "could not be asked for its version and packages"}
+    packages: set[str] = set()
+    for entry in path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        packages.update(n.rsplit(".", 1)[0] for n in names if n.endswith((".dist-info", ".egg-info")))
+    listing = sorted(packages)
+    return {"interpreter": executable, "version": version, "packages": listing,
+            "packages_sha256": hashlib.sha256("\n".join(listing).encode()).hexdigest()}
+
+
+def _image_id(runtime: str, image: str) -> str | None:
+    if runtime in ("singularity", "apptainer"):
+        try:
+            stat = os.stat(image)
+        except OSError:
+            return None
+        return f"size={stat.st_size} mtime={int(stat.st_mtime)}"
+    try:
+        done = subprocess.run([runtime, "image", "inspect", "--format", "{{.Id}}", image],
+                              capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _write_json(path: Path, value: Mapping[str, Any]) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(json.dumps(value, indent=1))
+    os.replace(temporary, path)
