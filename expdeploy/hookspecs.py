@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import typer
 
     from expdeploy.backend import Backend
+    from expdeploy.metric_parsers import MetricParser
     from expdeploy.spec.formats import SpecFormat
     from expdeploy.wrapping import Wrapper
 
@@ -43,6 +44,19 @@ def expdeploy_register_environments(register: Callable[[Wrapper], None]) -> None
     (docker, singularity), and `wrap` turns each step's command into its wrapped form.
 
     The first wrapper registered under a name wins; built-ins register last.
+    """
+
+
+@hookspec
+def expdeploy_register_metric_parsers(register: Callable[[MetricParser], None]) -> None:
+    """Register metric parsers (`expdeploy.metric_parsers.MetricParser`): objects with a `name` and
+    `parse(run_dir) -> {metric: value}`, for programs that leave metrics only in their own files
+    (logs, TensorBoard events). A value is a number or text (the final value) or a sequence of
+    numbers in step order (the last is the final value; the best is taken over all of them).
+
+    Parsers run where results are gathered, over each run directory. What a run reports with
+    `expdeploy.log`/`summary`, its `summary.json` or W&B's summary wins over a parsed value of the
+    same name; between parsers the first registered wins, and built-ins register last.
     """
 
 

@@ -1,6 +1,7 @@
 """An experiment's results: each run's metrics gathered from the files it wrote (`metrics.jsonl`,
-`summary.json`, W&B's `wandb-summary.json`), one row per run with the parameters that vary,
-filters (`--where`, `--tag`), sorting by a metric, and mean ± std over grouped-out parameters."""
+`summary.json`, W&B's `wandb-summary.json`, and what metric parsers read: TensorBoard events,
+log patterns), one row per run with the parameters that vary, filters (`--where`, `--tag`),
+sorting by a metric, and mean ± std over grouped-out parameters."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from expdeploy.errors import BadInput
+
+if TYPE_CHECKING:
+    from expdeploy.metric_parsers import MetricParser
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "<=": operator.le, ">=": operator.ge, "!=": operator.ne, "==": operator.eq, "<": operator.lt,
@@ -29,39 +33,87 @@ class Row:
     duration: float | None
     metrics: Mapping[str, Any]
     tags: tuple[str, ...] = ()
-    best: Mapping[str, float] = field(default_factory=dict)  # per metric, over metrics.jsonl
+    best: Mapping[str, float] = field(default_factory=dict)  # over metrics.jsonl or a parsed series
 
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def run_metrics(run_dir: Path, goal: str = "min") -> tuple[dict[str, Any], dict[str, float]]:
-    """(final value, best value) of each metric the run reported; summary.json and W&B's summary
-    win over the last metrics.jsonl line for the final values."""
+def run_metrics(run_dir: Path, goal: str = "min", parsers: Iterable[MetricParser] | None = None,
+                ) -> tuple[dict[str, Any], dict[str, float]]:
+    """(final value, best value) of each metric the run reported. Files written for metrics come
+    first: metrics.jsonl (its last line with a metric holds the final value), then W&B's summary
+    and summary.json, which win for final values. A metric none of them names is taken from the
+    metric parsers (`parsers`, by default every registered one: TensorBoard events, log patterns)."""
+    final, best = _metric_lines(run_dir, goal)
+    final.update(_summaries(run_dir))
+    parsed, parsed_best = _parsed(run_dir, goal, parsers)
+    for name, value in parsed.items():
+        if name not in final:
+            final[name] = value
+            if name in parsed_best:
+                best[name] = parsed_best[name]
+    return final, best
+
+
+def _parsed(run_dir: Path, goal: str, parsers: Iterable[MetricParser] | None,
+            ) -> tuple[dict[str, Any], dict[str, float]]:
+    from expdeploy.metric_parsers import available_parsers, warn_once
+
+    final: dict[str, Any] = {}
+    best: dict[str, float] = {}
+    for parser in available_parsers().values() if parsers is None else parsers:
+        try:
+            values = parser.parse(run_dir)
+        except Exception as exc:  # a plugin's bug must not take every run's results with it
+            warn_once(f"parser:{parser.name}",
+                      f"metric parser {parser.name!r} failed on {run_dir}: {type(exc).__name__}: {exc}")
+            continue
+        for name, value in values.items():
+            if name in final:
+                continue  # between parsers, the first registered wins
+            if isinstance(value, str) or not isinstance(value, Iterable):
+                final[name] = value
+                continue
+            series = [n for n in map(_number, value) if n is not None]
+            if series:
+                final[name] = series[-1]
+                best[name] = min(series) if goal == "min" else max(series)
+    return final, best
+
+
+def _metric_lines(run_dir: Path, goal: str) -> tuple[dict[str, Any], dict[str, float]]:
     final: dict[str, Any] = {}
     best: dict[str, float] = {}
     pick = min if goal == "min" else max
-    lines = run_dir / "metrics.jsonl"
-    if lines.exists():
-        for line in lines.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a line being written as we read
-            for key, value in record.items():
-                if key in ("step", "time"):
-                    continue
-                final[key] = value
-                number = _number(value)
-                if number is not None:
-                    best[key] = pick(best.get(key, number), number)
+    try:
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    except OSError:
+        return final, best
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line being written as we read
+        for key, value in record.items():
+            if key in ("step", "time"):
+                continue
+            final[key] = value
+            number = _number(value)
+            if number is not None:
+                best[key] = pick(best.get(key, number), number)
+    return final, best
+
+
+def _summaries(run_dir: Path) -> dict[str, Any]:
+    final: dict[str, Any] = {}
     for path in [*sorted(run_dir.glob("wandb/*/files/wandb-summary.json")), run_dir / "summary.json"]:
         try:
             final.update({k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")})
         except (OSError, ValueError):
             continue
-    return final, best
+    return final
 
 
 def collect(exp_dir: Path, goal: str = "min") -> list[Row]:
