@@ -80,6 +80,15 @@ _OWNER: dict[str, Any] = {}
 _GPU_MODELS: dict[str, list[str]] = {}
 
 
+def attempt_rank(state: dict[str, Any] | None) -> tuple[int, int]:
+    """Which of two copies of a run's state.json is newer: the later attempt; within one attempt
+    an end beats `lost`, which beats `running`."""
+    if not state:
+        return (0, -1)
+    level = {"lost": 1, **{s: 2 for s in FINAL_STATES}}.get(str(state.get("state")), 0)
+    return (int(state.get("attempt") or 0), level)
+
+
 def gpu_models(gpus: str) -> list[str]:
     """The model of each GPU given to a run (CUDA_VISIBLE_DEVICES), as nvidia-smi names it;
     asked once per set of GPUs, as runs start in-process on the local pool."""

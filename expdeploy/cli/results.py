@@ -31,7 +31,9 @@ class Format(str, Enum):
 ExpArg = Annotated[Path | None, typer.Argument(help="Experiment directory (default: the most recent "
                                                     "under --output).", show_default=False)]
 MetricOpt = Annotated[str | None, typer.Option("--metric", help="Sort by this metric.", show_default=False)]
-GoalOpt = Annotated[str, typer.Option("--goal", help="min or max: which way --metric is better.")]
+GoalOpt = Annotated[str | None, typer.Option(
+    "--goal", help="min or max: which way --metric is better (default: a W&B sweep file's metric.goal, "
+    "else min).", show_default=False)]
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="Only runs with this tag (repeatable).")]
 WhereOpt = Annotated[list[str] | None, typer.Option(
     "--where", help="Only runs where NAME OP VALUE holds, e.g. 'lr<0.1' (repeatable).")]
@@ -51,7 +53,7 @@ SizeOpt = Annotated[str, typer.Option("--size", help="Image size in inches, WIDT
 
 
 def results_command(exp: ExpArg = None, output: OutputOpt = Path("experiments"), metric: MetricOpt = None,
-                    goal: GoalOpt = "min", tag: TagOpt = None, where: WhereOpt = None,
+                    goal: GoalOpt = None, tag: TagOpt = None, where: WhereOpt = None,
                     group_by: GroupOpt = None, fmt: FormatOpt = Format.table, plot: PlotOpt = None,
                     curves: CurvesOpt = None, out: OutOpt = None, size: SizeOpt = "8x5") -> None:
     """The runs of an experiment and what they measured: parameters that vary, state, duration, and
@@ -69,10 +71,11 @@ def results_command(exp: ExpArg = None, output: OutputOpt = Path("experiments"),
     from expdeploy.expdir import find_experiment
     from expdeploy.results import aggregate, collect, parse_where, sort_rows, varying
 
-    if goal not in ("min", "max"):
+    if goal not in ("min", "max", None):
         raise BadInput(f"--goal {goal!r}", key="--goal", hint="min or max")
     drawing = _check_plot_options(plot, curves, out, size, group_by)
     exp_dir = find_experiment(output, exp)
+    metric, goal = _fetch_and_default(exp_dir, metric, goal)
     rows = collect(exp_dir, goal)
     shown_params = varying(rows)
     for text in where or ():
@@ -143,6 +146,27 @@ def _draw(drawing: _Drawing, exp_dir: Path, rows: list[Row]) -> None:
         runs = len({c.run for c in lines})
         what = f"{', '.join(drawing.spec.metrics)} of {runs} runs, {len(lines)} curves"
     typer.echo(f"wrote {drawing.out}: {what}")
+
+
+def _fetch_and_default(exp_dir: Path, metric: str | None, goal: str | None) -> tuple[str | None, str]:
+    """Bring a remote experiment's metric files here; the sweep's `metric:` when none is asked."""
+    import sys
+
+    from expdeploy.ledger import Ledger
+    from expdeploy.results_fetch import fetch_metrics
+
+    ledger = Ledger(exp_dir)
+    try:
+        meta = ledger.meta()
+    finally:
+        ledger.close()
+    for note in fetch_metrics(exp_dir, meta):
+        sys.stderr.write(note + "\n")
+    recorded = meta.get("metric") or {}
+    if metric is None and recorded.get("name"):
+        metric = str(recorded["name"])
+        goal = goal or ("max" if recorded.get("goal") == "maximize" else "min")
+    return metric, goal or "min"
 
 
 def _cell(value: Any) -> str:

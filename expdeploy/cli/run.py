@@ -232,6 +232,7 @@ def run_command(
         ledger.add_runs(records)
         ledger.set_meta({"cwd": str(cwd), "spec": str(spec.absolute()), "format": loaded.format,
                          "overrides": overrides or [], "controller": owner(), **placement.meta(),
+                         **({"metric": dict(plan.spec.metric)} if plan.spec.metric else {}),
                          **({"synced_commit": synced} if synced else {})})
         (plan.exp_dir / CANCEL_MARK).unlink(missing_ok=True)
         for note in gather(placement, plan.exp_dir):

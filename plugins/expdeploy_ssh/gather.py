@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from expdeploy import worker
 from expdeploy.errors import ExpdeployError
@@ -14,14 +14,6 @@ from expdeploy.errors import ExpdeployError
 if TYPE_CHECKING:
     from expdeploy.remote import Shell
     from expdeploy.targets import Target
-
-
-def rank(state: dict[str, Any] | None) -> tuple[int, int]:
-    """Newer attempt first; within one attempt an end beats `lost`, which beats `running`."""
-    if not state:
-        return (0, -1)
-    level = {"lost": 1, **{s: 2 for s in worker.FINAL_STATES}}.get(str(state.get("state")), 0)
-    return (int(state.get("attempt") or 0), level)
 
 
 def gather(target: Target, exp: str, local_exp: Path, shells: dict[str, Shell] | None = None) -> list[str]:
@@ -34,7 +26,7 @@ def gather(target: Target, exp: str, local_exp: Path, shells: dict[str, Shell] |
     notes: list[str] = []
     best: dict[str, tuple[tuple[int, int], str]] = {}  # run name -> (rank, host alias); "" is here
     for path in (local_exp / "runs").glob("*/state.json"):
-        best[path.parent.name] = (rank(worker.read_json(str(path))), "")
+        best[path.parent.name] = (worker.attempt_rank(worker.read_json(str(path))), "")
     with tempfile.TemporaryDirectory(prefix="expdeploy-gather-") as scratch:
         opened = {alias: (shells or {}).get(alias) or shell_for(target, alias) for alias in target.hosts}
         for alias, shell in opened.items():
@@ -45,7 +37,7 @@ def gather(target: Target, exp: str, local_exp: Path, shells: dict[str, Shell] |
                 notes.append(f"warning: {alias}: could not read its runs' states ({error})")
                 continue
             for path in (copy / "runs").glob("*/state.json"):
-                found = rank(worker.read_json(str(path)))
+                found = worker.attempt_rank(worker.read_json(str(path)))
                 if found > best.get(path.parent.name, ((0, -1), ""))[0]:
                     best[path.parent.name] = (found, alias)
         for alias, shell in opened.items():

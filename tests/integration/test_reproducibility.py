@@ -131,7 +131,8 @@ def test_snapshot_keeps_queued_runs_on_the_code_of_submit_time(repo: Project) ->
             (copy,) = (repo.exp(name) / "snapshots").iterdir()
             assert (copy / "data.txt").read_text() == "at submit\n"
             assert not (copy / "experiments").exists()  # outputs are not code
-            plans = [json.loads(line) for line in (repo.exp(name) / "manifest.jsonl").read_text().splitlines()]
+            manifest = (repo.exp(name) / "manifest.jsonl").read_text().splitlines()
+            plans = [json.loads(line) for line in manifest]
             assert {p["cwd"] for p in plans} == {str(copy)}
 
 
@@ -166,7 +167,8 @@ def test_what_a_launch_records(repo: Project) -> None:
     (env,) = json.loads((record / "environment.json").read_text())["environments"]
     python = env["python"]
     assert python["version"] == ".".join(map(str, sys.version_info[:3]))
-    assert any(p.startswith("expdeploy-") for p in python["packages"]) and len(python["packages_sha256"]) == 64
+    assert any(p.startswith("expdeploy-") for p in python["packages"])
+    assert len(python["packages_sha256"]) == 64
     assert {s["host"] for s in states.values()} == {os.uname().nodename}
     # the same code launched again is the same record, logged as a second launch
     again = repo.run("run", "grid.yml", "x=1,2,3", "--retry-failed")

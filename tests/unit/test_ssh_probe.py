@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from expdeploy_ssh.gather import rank, rsync_literal
+from expdeploy.worker import attempt_rank as rank
+from expdeploy_ssh.gather import rsync_literal
 from expdeploy_ssh.probe import parse_probe
 
 

@@ -1,0 +1,60 @@
+"""`expdeploy results` for experiments whose runs execute on a target's machines (SSH hosts, a
+Slurm login node): only the small files that hold metrics and state come over, each run's from the
+host with its newest attempt, so the table is current while runs go on there."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from expdeploy import worker
+from expdeploy.errors import ExpdeployError
+
+# rsync include patterns, relative to the experiment directory
+METRIC_FILES = ("/runs/*/state.json", "/runs/*/metrics.jsonl", "/runs/*/summary.json",
+                "/runs/*/wandb/*/files/wandb-summary.json", "/runs/*/**/events.out.tfevents.*",
+                "/runs/*/*.log")
+
+
+def fetch_metrics(exp_dir: Path, meta: Mapping[str, Any]) -> list[str]:
+    """Bring the metric files of a remote experiment's runs into `exp_dir`; warnings for hosts
+    that could not be reached. Nothing to do for runs that write here."""
+    from expdeploy.placement import restore
+
+    placement = restore(exp_dir, meta)
+    target = placement.target
+    if target is None or not placement.remote:
+        return []
+    from expdeploy.remote import shell_for
+
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="expdeploy-results-") as scratch:
+        def pull(alias: str) -> Path | None:
+            copy = Path(scratch) / alias
+            shell = shell_for(target, alias)
+            try:
+                shell.pull(placement.exp_dir, copy, includes=METRIC_FILES)
+            except ExpdeployError as error:
+                notes.append(f"warning: {alias}: its runs' metrics could not be read ({error})")
+                return None
+            finally:
+                shell.close()
+            return copy
+
+        with ThreadPoolExecutor(max_workers=min(8, len(target.hosts))) as pool:
+            copies = [c for c in pool.map(pull, target.hosts) if c is not None]
+        newest: dict[str, tuple[tuple[int, int], Path]] = {}
+        for copy in copies:
+            for state in (copy / "runs").glob("*/state.json"):
+                found = worker.attempt_rank(worker.read_json(str(state)))
+                if found > newest.get(state.parent.name, ((0, -1), copy))[0]:
+                    newest[state.parent.name] = (found, state.parent)
+        for name, (found, source) in newest.items():
+            here = exp_dir / "runs" / name
+            if found >= worker.attempt_rank(worker.read_json(str(here / "state.json"))):
+                shutil.copytree(source, here, dirs_exist_ok=True)
+    return notes
