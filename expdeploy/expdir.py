@@ -24,7 +24,7 @@ from expdeploy.params import unflatten
 if TYPE_CHECKING:
     from expdeploy.wrapping import EnvSpec
 
-SHIPPED = ".expdeploy"
+SHIPPED = worker.SHIPPED
 
 
 def plan_record(run: Run, exp_dir: Path, launch_time: str, cwd: Path, env: EnvSpec | None = None,
@@ -170,13 +170,39 @@ def _commands_script(record: Mapping[str, Any], exp_dir: Path) -> str:
 
 
 def ship_worker(exp_dir: Path) -> Path:
-    """Copy the stdlib-only worker next to the manifest, for compute nodes with nothing installed."""
-    target = exp_dir / SHIPPED / "worker.py"
-    target.parent.mkdir(exist_ok=True)
-    source = Path(worker.__file__)
-    if not target.exists() or target.read_bytes() != source.read_bytes():
-        shutil.copyfile(source, target)
-    return target
+    """Copy the stdlib-only worker next to the manifest, for compute nodes with nothing installed,
+    and the run-side `expdeploy` package (see RUN_SIDE_INIT) it puts on the runs' PYTHONPATH."""
+    from expdeploy import runlog
+
+    shipped = exp_dir / SHIPPED
+    package = shipped / worker.RUN_SIDE_PATH / "expdeploy"
+    package.mkdir(parents=True, exist_ok=True)
+    for source, target in ((Path(worker.__file__), shipped / "worker.py"),
+                           (Path(runlog.__file__), package / "runlog.py")):
+        if not target.exists() or target.read_bytes() != source.read_bytes():
+            shutil.copyfile(source, target)
+    init = package / "__init__.py"
+    if not init.exists() or init.read_text() != RUN_SIDE_INIT:
+        init.write_text(RUN_SIDE_INIT)
+    return shipped / "worker.py"
+
+
+# `import expdeploy` inside runs whose environment lacks it finds this, with log() and summary();
+# where expdeploy is installed, this hands over to the installed package's own __init__.
+RUN_SIDE_INIT = """\
+import os as _os
+from pkgutil import extend_path as _extend_path
+
+__path__ = _extend_path(__path__, __name__)
+for _place in __path__[1:]:
+    _init = _os.path.join(_place, "__init__.py")
+    if _os.path.exists(_init):
+        with open(_init) as _file:
+            exec(compile(_file.read(), _init, "exec"))
+        break
+else:
+    from expdeploy.runlog import log, summary
+"""
 
 
 def find_experiment(output: Path, exp: Path | None) -> Path:

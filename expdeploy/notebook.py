@@ -3,6 +3,7 @@ results` shows) into `Runs`, a sequence of `Row` records with `.to_pandas()`."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, overload
@@ -69,11 +70,15 @@ def _metric_column(name: str, taken: set[str]) -> str:
 def load(exp_dir: str | Path, goal: str = "min") -> Runs:
     """The runs of the experiment in `exp_dir` (the directory `expdeploy run` made, e.g.
     `experiments/NAME`) with their parameters, state, duration, tags and metrics; `goal` (min
-    or max) picks each metric's `best`. Works while the experiment runs."""
+    or max) picks each metric's `best`. Works while the experiment runs, also on a target's hosts."""
     from expdeploy.errors import BadInput
     from expdeploy.expdir import find_experiment
 
     if goal not in ("min", "max"):
         raise BadInput(f"goal {goal!r}", key="goal", hint="min or max")
     found = find_experiment(Path("experiments"), Path(exp_dir))
+    from expdeploy.results_fetch import fetch_for
+
+    for note in fetch_for(found)[1]:  # runs on a target's hosts: their metric files come here first
+        warnings.warn(note.removeprefix("warning: "), stacklevel=2)
     return Runs(collect(found, goal), found)

@@ -20,6 +20,18 @@ METRIC_FILES = ("/runs/*/state.json", "/runs/*/metrics.jsonl", "/runs/*/summary.
                 "/runs/*/*.log")
 
 
+def fetch_for(exp_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """The experiment's ledger meta, after fetching its metric files when its runs are remote."""
+    from expdeploy.ledger import Ledger
+
+    ledger = Ledger(exp_dir)
+    try:
+        meta = ledger.meta()
+    finally:
+        ledger.close()
+    return meta, fetch_metrics(exp_dir, meta)
+
+
 def fetch_metrics(exp_dir: Path, meta: Mapping[str, Any]) -> list[str]:
     """Bring the metric files of a remote experiment's runs into `exp_dir`; warnings for hosts
     that could not be reached. Nothing to do for runs that write here."""

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from typing import Any
 
 STATE_VERSION = 1
+SHIPPED = ".expdeploy"  # next to the manifest: this file, and the run-side package
+RUN_SIDE_PATH = "python"  # below SHIPPED: a directory holding `expdeploy/` (log, summary)
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 MANIFEST = "manifest.jsonl"
 CANCEL_MARK = "cancel"  # a file in a run dir (or the experiment dir) asking for cancellation
@@ -208,6 +210,17 @@ def exec_form(command: str) -> str:
 _BASE_ENV: dict[str, str] = {}
 
 
+_RUN_SIDE: dict[str, str | None] = {}
+
+
+def _run_side_path(exp_dir: str) -> str | None:
+    """The shipped run-side package's directory, if the experiment has one (looked up once)."""
+    if exp_dir not in _RUN_SIDE:
+        path = os.path.join(exp_dir, SHIPPED, RUN_SIDE_PATH)
+        _RUN_SIDE[exp_dir] = path if os.path.isdir(path) else None
+    return _RUN_SIDE[exp_dir]
+
+
 def _base_environment() -> dict[str, str]:
     """This process's environment, copied once (os.environ is slow to copy once per run)."""
     if not _BASE_ENV:
@@ -275,6 +288,9 @@ class Execution:
     def env(self) -> dict[str, str]:
         env = _base_environment().copy()
         env.update(self.plan.get("env") or {})
+        run_side = _run_side_path(self.exp_dir)
+        if run_side:  # `import expdeploy` works in runs whose env lacks it
+            env["PYTHONPATH"] = run_side + (f":{env['PYTHONPATH']}" if env.get("PYTHONPATH") else "")
         env["EXPDEPLOY_RUN_ID"] = self.plan["run_id"]
         env["EXPDEPLOY_RUN_NAME"] = self.plan["name"]
         env["EXPDEPLOY_RUN_DIR"] = self.run_dir

@@ -152,15 +152,10 @@ def _fetch_and_default(exp_dir: Path, metric: str | None, goal: str | None) -> t
     """Bring a remote experiment's metric files here; the sweep's `metric:` when none is asked."""
     import sys
 
-    from expdeploy.ledger import Ledger
-    from expdeploy.results_fetch import fetch_metrics
+    from expdeploy.results_fetch import fetch_for
 
-    ledger = Ledger(exp_dir)
-    try:
-        meta = ledger.meta()
-    finally:
-        ledger.close()
-    for note in fetch_metrics(exp_dir, meta):
+    meta, notes = fetch_for(exp_dir)
+    for note in notes:
         sys.stderr.write(note + "\n")
     recorded = meta.get("metric") or {}
     if metric is None and recorded.get("name"):

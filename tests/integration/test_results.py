@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 from conftest import Project
@@ -92,3 +94,27 @@ def test_bad_where_and_group_by_are_exit_2(measured: Project) -> None:
                           (["--group-by", "fixed"], "not a parameter that varies")):
         done = measured.run("results", str(measured.exp("res")), *args)
         assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_runs_whose_python_lacks_expdeploy_still_log(project: Project) -> None:
+    # -S: no site-packages, so the only expdeploy this Python can import is the one the worker ships
+    bare = f"{sys.executable} -S"
+    assert subprocess.run([*bare.split(), "-c", "import expdeploy"], cwd=project.root,
+                          capture_output=True).returncode != 0
+    project.write("train.py", """
+        import sys
+        import expdeploy
+        expdeploy.log(step=0, loss=float(sys.argv[1]))
+        expdeploy.summary(acc=2 * float(sys.argv[1]))
+    """)
+    project.write("grid.yml", f"""
+        name: bare
+        command: {bare} train.py {{x}}
+        grid:
+          x: [1, 2]
+    """)
+    done = project.run("run", "grid.yml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = json.loads(project.run("results", str(project.exp("bare")), "--format", "json").stdout)
+    assert {r["run"]: r["metrics"] for r in rows} == {"x=1": {"loss": 1.0, "acc": 2.0},
+                                                      "x=2": {"loss": 2.0, "acc": 4.0}}
