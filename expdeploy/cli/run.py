@@ -214,7 +214,7 @@ def run_command(
     run_envs = [envs.get(id(r)) or r.env for r in plan.spec.recipes]
     if not placement.remote:
         _check_environments(run_envs)
-    tree, reused = _code(cwd, plan.exp_dir, require_clean, snapshot and placement.remote)
+    tree, reused = _code(cwd, plan.exp_dir, require_clean)
     synced = _sync_first(placement.target, cwd, dry_run) if placement.remote and not no_sync else None
     if dry_run:
         states = _known_states(plan.exp_dir)
@@ -225,7 +225,10 @@ def run_command(
                                          environment_info(run_envs, here=not placement.remote), snapshot,
                                          {"spec_format": spec_format, "command": command, "title": title,
                                           "name": name, "seed": seed})
-        records = [r for r in make_records(str(launch.snapshot or placement.cwd), launch.id)
+        run_cwd = placement.cwd
+        if launch.snapshot is not None and reused is None:  # backends send the exp dir, snapshots too
+            run_cwd = str(Path(placement.exp_dir) / launch.snapshot.relative_to(plan.exp_dir))
+        records = [r for r in make_records(run_cwd, launch.id)
                    if not only or r["name"] in only]  # the other runs keep the plans they have
         records = write_manifest(plan.exp_dir, records)
         ledger = Ledger(plan.exp_dir)
@@ -316,16 +319,11 @@ def _check_only(only: list[str] | None, records: Sequence[Mapping[str, Any]]) ->
         raise BadInput(f"no run named {unknown[0]!r} in this experiment", key="--run", hint=f"runs: {shown}")
 
 
-def _code(cwd: Path, exp_dir: Path, require_clean: bool,
-          remote_snapshot: bool) -> tuple[CodeState, Launch | None]:
+def _code(cwd: Path, exp_dir: Path, require_clean: bool) -> tuple[CodeState, Launch | None]:
     """The code the runs will see, checked (--require-clean) and warned about; when `cwd` is one
     of the experiment's snapshots (`rerun`), the launch that made it."""
     from expdeploy import provenance
 
-    if remote_snapshot:
-        raise BadInput("--snapshot is not available with a remote target yet", key="--snapshot",
-                       hint="`env sync` sends the code at submit time; commit and use --require-clean "
-                            "to pin what the target runs")
     reused = provenance.snapshot_launch(exp_dir, cwd)
     code = reused.code if reused else provenance.code_state(cwd, exclude=[exp_dir.parent])
     if require_clean:

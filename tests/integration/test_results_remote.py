@@ -1,6 +1,7 @@
-"""`expdeploy results` for runs that execute on SSH hosts (real sshd in network namespaces, each
-host with its own copy of the path): the metric files come over while the runs still go on,
-and only those; and the default metric and goal of a W&B sweep file."""
+"""Experiments whose runs execute on SSH hosts (real sshd in network namespaces, each host with its
+own copy of the path): `expdeploy results` brings over only the metric files, while the runs still
+go on; a --snapshot travels to the host and keeps a queued run on the code of submit time. Also
+the default metric and goal of a W&B sweep file."""
 
 from __future__ import annotations
 
@@ -85,3 +86,39 @@ def test_a_sweep_files_metric_is_the_default_sort(project: Project) -> None:
     assert [r["metrics"]["val_acc"] for r in json.loads(shown.stdout)] == [0.9, 0.8, 0.7]
     asked = project.run("results", str(project.exp("sweep")), "--format", "json", "--goal", "min")
     assert [r["metrics"]["val_acc"] for r in json.loads(asked.stdout)] == [0.7, 0.8, 0.9]
+
+
+@pytest.mark.parametrize("snapshot", [True, False])
+def test_snapshot_on_a_host_keeps_a_queued_run_on_the_code_of_submit_time(
+        hosts: Hosts, request: pytest.FixtureRequest, snapshot: bool) -> None:
+    root = hosts.shared / f"snap-{request.node.name.replace('[', '-').rstrip(']')}"
+    root.mkdir()
+    lab = Project(root)
+    lab.write("expdeploy.toml", '[targets.one]\nbackend = "ssh"\nhosts = ["h1"]\nslots = 1\n'
+              f'ssh_config = "{hosts.ssh_config}"\n')
+    gate = root / "go"
+    lab.write("show.sh", f"""
+        if [ "$1" = 1 ]; then touch {root}/started; while [ ! -e {gate} ]; do sleep 0.05; done; fi
+        echo "data: $(cat data.txt)"
+    """)
+    lab.write("data.txt", "at submit\n")
+    lab.write("grid.yml", """
+        name: snap
+        command: sh show.sh {x}
+        grid:
+          x: [1, 2]
+    """)
+    try:
+        controller = lab.start("run", "grid.yml", "--target", "one", *(["--snapshot"] if snapshot else []))
+        wait_until(lambda: hosts.ssh("h1", f"test -e {root}/started").returncode == 0, 90,
+                   what="the first run on h1")
+        lab.write("data.txt", "edited while queued\n")
+        synced = lab.run("env", "sync", "one")  # the new code reaches the host while x=2 waits
+        assert synced.returncode == 0, synced.stderr
+        assert hosts.ssh("h1", f"touch {gate}").returncode == 0
+        out, _ = controller.communicate(timeout=90)
+        assert controller.returncode == 0, out
+        seen = (lab.exp("snap") / "runs" / "x=2" / "main.log").read_text().strip()
+        assert seen == ("data: at submit" if snapshot else "data: edited while queued")
+    finally:
+        lab.stop_all()
