@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -143,6 +142,8 @@ def _patch(code: CodeState) -> bytes:
 
 def _tar(root: Path, names: Sequence[str]) -> bytes:
     """The files as a tar (modes and symlinks kept); file times zeroed so equal code, equal bytes."""
+    import tarfile  # only for trees with untracked files
+
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(names):
@@ -284,12 +285,16 @@ _PYTHON_INFO = "import json, sys; print(json.dumps([sys.executable, sys.version.
 def _python_info(python: str) -> dict[str, Any]:
     """Its version and installed distributions, read from the `*.dist-info` names on its path
     (parsing every package's metadata would cost a second on a large env; names suffice)."""
-    try:
-        done = subprocess.run([python, "-c", _PYTHON_INFO], capture_output=True, text=True, timeout=30,
-                              check=False)
-        executable, version, path = json.loads(done.stdout)
-    except (OSError, ValueError, subprocess.TimeoutExpired):
-        return {"interpreter": python, "error": "could not be asked for its version and packages"}
+    if os.path.dirname(os.path.abspath(python)) == os.path.dirname(os.path.abspath(sys.executable)):
+        # the runs use this very interpreter (its venv's bin/): no need to start another
+        executable, version, path = sys.executable, sys.version.split()[0], sys.path[1:]
+    else:
+        try:
+            done = subprocess.run([python, "-c", _PYTHON_INFO], capture_output=True, text=True, timeout=30,
+                                  check=False)
+            executable, version, path = json.loads(done.stdout)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            return {"interpreter": python, "error": "could not be asked for its version and packages"}
     packages: set[str] = set()
     for entry in path:
         try:

@@ -34,6 +34,7 @@ class Row:
     metrics: Mapping[str, Any]
     tags: tuple[str, ...] = ()
     best: Mapping[str, float] = field(default_factory=dict)  # over metrics.jsonl or a parsed series
+    code: Mapping[str, Any] = field(default_factory=dict)  # the launch, commit and host of its attempt
 
 
 def _number(value: Any) -> float | None:
@@ -126,14 +127,30 @@ def collect(exp_dir: Path, goal: str = "min") -> list[Row]:
     try:
         ledger.reconcile()
         rows = []
+        launches: dict[str, dict[str, Any]] = {}
         for run in ledger.rows():
             final, best = run_metrics(exp_dir / "runs" / run.name, goal)
             duration = run.ended - run.started if run.ended and run.started else None
             rows.append(Row(run.name, plans.get(run.run_id, {}).get("params", {}), run.state, duration, final,
-                            run.tags, best))
+                            run.tags, best, _code_of(exp_dir, run.name, launches)))
         return rows
     finally:
         ledger.close()
+
+
+def _code_of(exp_dir: Path, name: str, launches: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Which recorded code (see provenance) the run's latest attempt ran, and where."""
+    from expdeploy import worker
+
+    state = worker.read_json(str(exp_dir / "runs" / name / "state.json")) or {}
+    launch = state.get("launch")
+    if not launch:
+        return {}
+    if launch not in launches:
+        record = worker.read_json(str(exp_dir / "provenance" / launch / "code.json")) or {}
+        launches[launch] = {k: record.get(k) for k in ("commit", "branch", "dirty")}
+    return {"launch": launch, **launches[launch], "host": state.get("host"),
+            **({"gpu_models": state["gpu_models"]} if state.get("gpu_models") else {})}
 
 
 def parse_where(text: str) -> Callable[[Row], bool]:

@@ -177,7 +177,7 @@ def _emit_rows(rows: list[Row], params: list[str], fmt: Format) -> None:
     if fmt is Format.json:
         typer.echo(json.dumps([{"run": r.name, "params": dict(r.params), "state": r.state,
                                 "duration": r.duration, "metrics": dict(r.metrics), "best": dict(r.best),
-                                "tags": list(r.tags)} for r in rows], indent=1))
+                                "tags": list(r.tags), "code": dict(r.code)} for r in rows], indent=1))
         return
     header = ["run", *params, "state", "duration", *metrics]
     body = [[r.name, *(r.params.get(p) for p in params), r.state,

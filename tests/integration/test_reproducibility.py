@@ -170,6 +170,9 @@ def test_what_a_launch_records(repo: Project) -> None:
     assert any(p.startswith("expdeploy-") for p in python["packages"])
     assert len(python["packages_sha256"]) == 64
     assert {s["host"] for s in states.values()} == {os.uname().nodename}
+    shown = json.loads(repo.run("results", str(exp), "--format", "json").stdout)
+    assert {r["run"]: r["code"] for r in shown}["x=1"] == {
+        "launch": launch, "commit": head, "branch": branch, "dirty": True, "host": os.uname().nodename}
     # the same code launched again is the same record, logged as a second launch
     again = repo.run("run", "grid.yml", "x=1,2,3", "--retry-failed")
     assert again.returncode == 0
