@@ -1,6 +1,7 @@
 """`expdeploy results` for experiments whose runs execute on a target's machines (SSH hosts, a
 Slurm login node): only the small files that hold metrics and state come over, each run's from the
-host with its newest attempt, so the table is current while runs go on there."""
+host with its newest attempt, so the table is current while runs go on there. Run states stay
+where they are (the ledger follows them through the backend)."""
 
 from __future__ import annotations
 
@@ -68,5 +69,7 @@ def fetch_metrics(exp_dir: Path, meta: Mapping[str, Any]) -> list[str]:
         for name, (found, source) in newest.items():
             here = exp_dir / "runs" / name
             if found >= worker.attempt_rank(worker.read_json(str(here / "state.json"))):
-                shutil.copytree(source, here, dirs_exist_ok=True)
+                # states are the ledger's to fold, by the backend that follows the runs: a copy
+                # here would go stale and read as lost
+                shutil.copytree(source, here, dirs_exist_ok=True, ignore=shutil.ignore_patterns("state.json"))
     return notes

@@ -266,7 +266,9 @@ def test_remote_target_submits_through_ssh(project: Project, sshd: Any, slurm: A
     _remote_target(project, sshd, slurm, str(remote))
     project.write("grid.yml", """
         name: far
-        command: echo {x} $(cat data.txt) in $(pwd) | tee {run_dir}/out.txt
+        command: >-
+          echo {x} $(cat data.txt) in $(pwd) | tee {run_dir}/out.txt &&
+          echo '{"acc": {x}}' > {run_dir}/summary.json
         grid:
           x: [1, 2]
     """)
@@ -285,6 +287,12 @@ def test_remote_target_submits_through_ssh(project: Project, sshd: Any, slurm: A
     logs = project.run("logs", "x=2", "--exp", str(project.exp("far")))  # read over SSH
     assert logs.returncode == 0, logs.stderr
     assert logs.stdout == f"2 remote data in {remote}\n"
+    shown = project.run("results", str(project.exp("far")), "--format", "json")  # metric files over SSH
+    assert shown.returncode == 0, shown.stderr
+    metrics = {r["run"]: r["metrics"] for r in json.loads(shown.stdout)}
+    assert metrics == {"x=1": {"acc": 1}, "x=2": {"acc": 2}}
+    assert not (project.exp("far") / "runs" / "x=2" / "out.txt").exists(), "only metric files come over"
+    assert not (project.exp("far") / "runs" / "x=2" / "state.json").exists(), "states stay there"
 
 
 def test_remote_target_with_missing_workdir_starts_nothing(project: Project, sshd: Any, slurm: Any) -> None:
