@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import shlex
-import shutil
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -177,30 +176,39 @@ def ship_worker(exp_dir: Path) -> Path:
     shipped = exp_dir / SHIPPED
     package = shipped / worker.RUN_SIDE_PATH / "expdeploy"
     package.mkdir(parents=True, exist_ok=True)
-    for source, target in ((Path(worker.__file__), shipped / "worker.py"),
-                           (Path(runlog.__file__), package / "runlog.py")):
-        if not target.exists() or target.read_bytes() != source.read_bytes():
-            shutil.copyfile(source, target)
-    init = package / "__init__.py"
-    if not init.exists() or init.read_text() != RUN_SIDE_INIT:
-        init.write_text(RUN_SIDE_INIT)
+    for content, target in ((Path(worker.__file__).read_bytes(), shipped / "worker.py"),
+                            (Path(runlog.__file__).read_bytes(), package / "runlog.py"),
+                            (RUN_SIDE_INIT.encode(), package / "__init__.py")):
+        if not target.exists() or target.read_bytes() != content:
+            # runs may be importing these right now: never a half-written file
+            temporary = target.with_name(f".{target.name}.{os.getpid()}")
+            temporary.write_bytes(content)
+            os.replace(temporary, target)
     return shipped / "worker.py"
 
 
-# `import expdeploy` inside runs whose environment lacks it finds this, with log() and summary();
-# where expdeploy is installed, this hands over to the installed package's own __init__.
+# `import expdeploy` in a run finds this first (the worker puts it on PYTHONPATH). Where the run's
+# Python has expdeploy installed, that package is imported instead and takes this one's place;
+# elsewhere this one serves, with log() and summary() (expdeploy.runlog, standard library only).
 RUN_SIDE_INIT = """\
 import os as _os
-from pkgutil import extend_path as _extend_path
+import sys as _sys
 
-__path__ = _extend_path(__path__, __name__)
-for _place in __path__[1:]:
-    _init = _os.path.join(_place, "__init__.py")
-    if _os.path.exists(_init):
-        with open(_init) as _file:
-            exec(compile(_file.read(), _init, "exec"))
-        break
+_here = _os.path.normpath(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))
+_shim = _sys.modules.pop(__name__)
+_saved_path = _sys.path[:]
+_sys.path[:] = [p for p in _sys.path if _os.path.normpath(_os.path.abspath(p or ".")) != _here]
+try:
+    import importlib as _importlib
+    _installed = _importlib.import_module(__name__)
+except ImportError:
+    _installed = None
+finally:
+    _sys.path[:] = _saved_path
+if _installed is not None:
+    _sys.modules[__name__] = _installed
 else:
+    _sys.modules[__name__] = _shim
     from expdeploy.runlog import log, summary
 """
 

@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,12 @@ PATCH = "tracked.patch"
 UNTRACKED = "untracked.tar"
 MAX_UNTRACKED_FILE = 20 * 2**20  # bigger untracked files are data, not code: named, not kept
 MAX_UNTRACKED_TOTAL = 200 * 2**20
+# untracked files that hold secrets, not code: never copied into the experiment (names only)
+SECRET_NAMES = re.compile(r"(^|/)(\.env(\..*)?|\.netrc|\.pgpass|id_(rsa|dsa|ecdsa|ed25519)[^/]*|"
+                          r"[^/]*\.(pem|key|p12|pfx)|[^/]*(credential|secret)[^/]*)$", re.IGNORECASE)
+# the patch must not depend on the user's git config (colour, external diff tools, prefixes)
+DIFF = ("diff", "--binary", "--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/",
+        "--dst-prefix=b/", "--submodule=short", "--no-renames")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +49,16 @@ class CodeState:
     changed: tuple[str, ...]  # tracked paths that differ from the commit (staged or not)
     untracked: tuple[str, ...]  # not ignored, not tracked
     too_big: tuple[str, ...] = ()  # untracked files over the size limits, not kept
+    secret: tuple[str, ...] = ()  # untracked files that look like secrets, not kept
+    submodules: tuple[str, ...] = ()  # `git submodule status` lines: their commits, not their diffs
 
     @property
     def dirty(self) -> bool:
-        return bool(self.changed or self.untracked or self.too_big)
+        return bool(self.changed or self.untracked or self.too_big or self.secret)
 
     def describe(self) -> str:
         parts = [f"{len(self.changed)} changed"] if self.changed else []
-        untracked = len(self.untracked) + len(self.too_big)
+        untracked = len(self.untracked) + len(self.too_big) + len(self.secret)
         parts += [f"{untracked} untracked"] if untracked else []
         return ", ".join(parts) or "clean"
 
@@ -91,22 +100,32 @@ def code_state(project_dir: Path, exclude: Sequence[Path] = ()) -> CodeState:
     skip = [p.resolve() for p in exclude if not _inside(root.resolve(), [p.resolve()])]
     commit = (_git(root, "rev-parse", "--verify", "-q", "HEAD") or b"").decode().strip() or None
     branch = (_git(root, "symbolic-ref", "-q", "--short", "HEAD") or b"").decode().strip() or None
-    changed = _paths(_git(root, "diff", "--name-only", "-z", "HEAD")) if commit else _paths(
-        _git(root, "ls-files", "-z", "--cached"))
+    changed = _paths(_git(root, "diff", "--no-ext-diff", "--name-only", "-z", "HEAD")) if commit else [
+        n for n in _paths(_git(root, "ls-files", "-z", "--cached")) if (root / n).exists()]
+    # outputs inside the repository are not even listed (a big experiments tree is slow to walk)
+    outputs = [f":(exclude,top){p.relative_to(root.resolve())}" for p in skip if _inside(p, [root.resolve()])]
     kept: list[str] = []
     too_big: list[str] = []
+    secret: list[str] = []
     total = 0
-    for name in _paths(_git(root, "ls-files", "-z", "--others", "--exclude-standard")):
+    for name in _paths(_git(root, "ls-files", "-z", "--others", "--exclude-standard", "--", ":/", *outputs)):
         path = root / name
-        if _inside(path.resolve(), skip) or (path.is_dir() and not path.is_symlink()):
+        try:
+            if _inside(path.resolve(), skip) or (path.is_dir() and not path.is_symlink()):
+                continue
+            size = path.lstat().st_size
+        except OSError:  # gone since git listed it (an editor's swap file)
             continue
-        size = path.lstat().st_size
-        if size > MAX_UNTRACKED_FILE or total + size > MAX_UNTRACKED_TOTAL:
+        if SECRET_NAMES.search(name):
+            secret.append(name)
+        elif size > MAX_UNTRACKED_FILE or total + size > MAX_UNTRACKED_TOTAL:
             too_big.append(name)
-            continue
-        total += size
-        kept.append(name)
-    return CodeState(root, True, commit, branch, tuple(changed), tuple(kept), tuple(too_big))
+        else:
+            total += size
+            kept.append(name)
+    submodules = (_git(root, "submodule", "status", "--recursive") or b"").decode(errors="replace")
+    return CodeState(root, True, commit, branch, tuple(changed), tuple(kept), tuple(too_big), tuple(secret),
+                     tuple(line.strip() for line in submodules.splitlines() if line.strip()))
 
 
 def check_clean(code: CodeState) -> None:
@@ -116,7 +135,7 @@ def check_clean(code: CodeState) -> None:
                        key="--require-clean",
                        hint="`git init` and commit the project, or drop --require-clean")
     if code.dirty:
-        names = [*code.changed, *code.untracked, *code.too_big]
+        names = [*code.changed, *code.untracked, *code.too_big, *code.secret]
         shown = ", ".join(names[:3]) + (f" (+{len(names) - 3})" if len(names) > 3 else "")
         raise BadInput(f"uncommitted changes in {code.root}: {shown}", key="--require-clean",
                        hint="commit them (or add outputs to .gitignore), or drop --require-clean")
@@ -130,6 +149,7 @@ def warning(code: CodeState, exp_dir: Path) -> str | None:
     if not code.dirty:
         return None
     big = f"; not kept, too big: {', '.join(code.too_big[:3])}" if code.too_big else ""
+    big += f"; not kept, secrets: {', '.join(code.secret[:3])}" if code.secret else ""
     return (f"uncommitted changes ({code.describe()}): the diff and untracked files are kept in "
             f"{exp_dir / PROVENANCE}{big} (--require-clean refuses)")
 
@@ -137,7 +157,7 @@ def warning(code: CodeState, exp_dir: Path) -> str | None:
 def _patch(code: CodeState) -> bytes:
     if not code.commit or not code.changed:
         return b""
-    return _git(code.root, "diff", "--binary", "HEAD") or b""
+    return _git(code.root, *DIFF, "HEAD") or b""
 
 
 def _tar(root: Path, names: Sequence[str]) -> bytes:
@@ -147,7 +167,10 @@ def _tar(root: Path, names: Sequence[str]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(names):
-            info = tar.gettarinfo(str(root / name), arcname=name)
+            try:
+                info = tar.gettarinfo(str(root / name), arcname=name)
+            except OSError:  # gone since it was listed
+                continue
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
             if info.isreg():
                 with open(root / name, "rb") as handle:
@@ -184,13 +207,19 @@ def record_launch(exp_dir: Path, cwd: Path, code: CodeState, spec: Path, overrid
         _write_json(directory / "code.json", {
             "git": code.git, "root": str(code.root), "commit": code.commit, "branch": code.branch,
             "dirty": code.dirty, "changed": list(code.changed), "untracked": list(code.untracked),
-            "not_kept": list(code.too_big), "cwd": str(cwd), "spec": str(spec.resolve()),
+            "not_kept": list(code.too_big), "secrets_not_kept": list(code.secret),
+            "submodules": list(code.submodules), "cwd": str(cwd), "spec": str(spec.resolve()),
             "overrides": list(overrides), "load": dict(load or {})})
     made = _snapshot(exp_dir, launch_id, code, cwd) if snapshot else None
+    log_launch(exp_dir, launch_id, snapshot=made is not None)
+    return Launch(launch_id, directory, code, made)
+
+
+def log_launch(exp_dir: Path, launch_id: str, snapshot: bool) -> None:
+    """One line per launch in provenance/launches.jsonl: when, where, and the command line."""
     with open(exp_dir / PROVENANCE / "launches.jsonl", "a") as log:
         log.write(json.dumps({"launch": launch_id, "time": time.time(), "host": os.uname().nodename,
-                              "argv": sys.argv[1:], "snapshot": made is not None}) + "\n")
-    return Launch(launch_id, directory, code, made)
+                              "argv": sys.argv[1:], "snapshot": snapshot}) + "\n")
 
 
 def same_code(launch_dir: Path, code: CodeState) -> bool:
@@ -214,7 +243,8 @@ def snapshot_launch(exp_dir: Path, cwd: Path) -> Launch | None:
     if not record:
         return None
     code = CodeState(Path(record["root"]), record["git"], record["commit"], record["branch"],
-                     tuple(record["changed"]), tuple(record["untracked"]), tuple(record["not_kept"]))
+                     tuple(record["changed"]), tuple(record["untracked"]), tuple(record["not_kept"]),
+                     tuple(record.get("secrets_not_kept") or ()), tuple(record.get("submodules") or ()))
     return Launch(launch_id, exp_dir / PROVENANCE / launch_id, code, here)
 
 
@@ -229,20 +259,28 @@ def _snapshot(exp_dir: Path, launch_id: str, code: CodeState, cwd: Path) -> Path
         root = Path(tree.root)
         output = exp_dir.parent.resolve()
         skip = [*([] if _inside(root.resolve(), [output]) else [output]),
-                *((root / n).resolve() for n in code.too_big)]
+                *((root / n).resolve() for n in (*code.too_big, *code.secret))]
         partial = target.with_name(f".{launch_id}.{os.getpid()}")
         for name in tree.files:
             source = root / name
-            if _inside(source.resolve(), skip) or not (source.exists() or source.is_symlink()):
+            if SECRET_NAMES.search(name) or _inside(source.resolve(), skip):
                 continue
             copy = partial / name
             copy.parent.mkdir(parents=True, exist_ok=True)
-            if source.is_symlink():
-                os.symlink(os.readlink(source), copy)
-            else:
-                shutil.copy2(source, copy)
+            try:
+                if source.is_symlink():
+                    os.symlink(os.readlink(source), copy)
+                else:
+                    shutil.copy2(source, copy)
+            except FileNotFoundError:  # deleted (a tracked file removed), or gone since listed
+                continue
         partial.mkdir(parents=True, exist_ok=True)
-        os.replace(partial, target)
+        try:
+            os.replace(partial, target)
+        except OSError:  # another `run` of the same code made it first: theirs is the same copy
+            if not target.is_dir():
+                raise
+            shutil.rmtree(partial, ignore_errors=True)
     return target / cwd.resolve().relative_to(code.root)
 
 
@@ -285,7 +323,8 @@ _PYTHON_INFO = "import json, sys; print(json.dumps([sys.executable, sys.version.
 def _python_info(python: str) -> dict[str, Any]:
     """Its version and installed distributions, read from the `*.dist-info` names on its path
     (parsing every package's metadata would cost a second on a large env; names suffice)."""
-    if os.path.dirname(os.path.abspath(python)) == os.path.dirname(os.path.abspath(sys.executable)):
+    if (os.path.dirname(os.path.abspath(python)) == os.path.dirname(os.path.abspath(sys.executable))
+            and os.path.realpath(python) == os.path.realpath(sys.executable)):
         # the runs use this very interpreter (its venv's bin/): no need to start another
         executable, version, path = sys.executable, sys.version.split()[0], sys.path[1:]
     else:

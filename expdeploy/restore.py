@@ -24,6 +24,7 @@ class Restored:
     commit: str | None
     patched: int  # tracked files the diff changed
     untracked: int
+    submodules: tuple[str, ...] = ()  # recorded commits of submodules, not checked out here
 
 
 def launch_of(exp_dir: Path, plan: dict[str, Any]) -> str:
@@ -58,24 +59,28 @@ def restore(exp_dir: Path, launch: str, into: Path) -> Restored:
     commit = record.get("commit")
     if record.get("git") and commit:
         _worktree(root, commit, into)
-        if (directory / PATCH).exists():
-            _git(into, "apply", "--whitespace=nowarn", str(directory / PATCH))
-        patched = len(record.get("changed") or ())
-    elif record.get("git"):  # a repository without a commit: every file is in the tar
+        try:
+            if (directory / PATCH).exists():  # --index: files that were staged are tracked again
+                _git(into, "apply", "--index", "--whitespace=nowarn", str(directory / PATCH))
+            count = _untar(directory / UNTRACKED, into)
+        except BadInput:
+            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(into)],
+                           capture_output=True, check=False)
+            raise
+        return Restored(into, into / inside, commit, len(record.get("changed") or ()), count,
+                        tuple(record.get("submodules") or ()))
+    if record.get("git"):  # a repository without a commit: every file is in the tar
         into.mkdir(parents=True, exist_ok=True)
-        patched = 0
-    else:
-        snapshot = exp_dir / SNAPSHOTS / launch
-        if not snapshot.is_dir():
-            raise BadInput(f"{root} was not a git repository and the launch had no --snapshot: its code "
-                           "was not recorded", key="RUN", hint="launch with --snapshot outside git")
-        into.parent.mkdir(parents=True, exist_ok=True)
-        if into.exists():
-            into.rmdir()
-        shutil.copytree(snapshot, into, symlinks=True)
-        return Restored(into, into / inside, None, 0, 0)
-    count = _untar(directory / UNTRACKED, into)
-    return Restored(into, into / inside, commit, patched, count)
+        return Restored(into, into / inside, None, 0, _untar(directory / UNTRACKED, into))
+    snapshot = exp_dir / SNAPSHOTS / launch
+    if not snapshot.is_dir():
+        raise BadInput(f"{root} was not a git repository and the launch had no --snapshot: its code "
+                       "was not recorded", key="RUN", hint="launch with --snapshot outside git")
+    into.parent.mkdir(parents=True, exist_ok=True)
+    if into.exists():
+        into.rmdir()
+    shutil.copytree(snapshot, into, symlinks=True)
+    return Restored(into, into / inside, None, 0, 0)
 
 
 def _worktree(root: Path, commit: str, into: Path) -> None:
@@ -102,12 +107,30 @@ def _git(where: Path, *args: str) -> None:
 
 
 def _untar(path: Path, into: Path) -> int:
+    """The untracked files back in place; symlinks as they were (also to absolute paths, like a
+    link to a data directory), but no member may land outside `into`."""
     if not path.exists():
         return 0
     with tarfile.open(path) as tar:
         members = tar.getmembers()
-        if hasattr(tarfile, "data_filter"):  # refuses absolute paths and `..` (Python >= 3.10.12)
-            tar.extractall(into, filter="data")
-        else:  # the names were written by record_launch, relative and below the root
-            tar.extractall(into)
+        for member in members:
+            name = Path(member.name)
+            if name.is_absolute() or ".." in name.parts or not (member.isreg() or member.issym()):
+                raise BadInput(f"{path}: member {member.name!r} is not a plain file below the tree",
+                               key="RUN", hint="the experiment's provenance/ was altered; restore refuses it")
+        for member in members:
+            target = into / member.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.parent.resolve().is_relative_to(into.resolve()):  # through a symlinked folder
+                raise BadInput(f"{path}: member {member.name!r} would land outside {into}", key="RUN",
+                               hint="the experiment's provenance/ was altered; restore refuses it")
+            if member.issym():
+                target.unlink(missing_ok=True)
+                os.symlink(member.linkname, target)
+                continue
+            source = tar.extractfile(member)
+            assert source is not None
+            with source, open(target, "wb") as out:
+                shutil.copyfileobj(source, out)
+            os.chmod(target, member.mode & 0o777)
     return len(members)

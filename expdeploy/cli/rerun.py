@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from expdeploy.cli.common import OutputOpt
 from expdeploy.cli.logs import ExpOpt, RunArg
-from expdeploy.cli.run import BackendOpt, DetachOpt, DryRunOpt, TargetOpt
+from expdeploy.cli.run import DetachOpt, DryRunOpt
 from expdeploy.errors import BadInput
 
 HereOpt = Annotated[bool, typer.Option(
@@ -21,10 +22,9 @@ HereOpt = Annotated[bool, typer.Option(
 
 
 def rerun_command(run: RunArg, exp: ExpOpt = None, output: OutputOpt = Path("experiments"),
-                  here: HereOpt = False, backend: BackendOpt = None,
-                  target: TargetOpt = None, dry_run: DryRunOpt = False, detach: DetachOpt = False) -> None:
+                  here: HereOpt = False, dry_run: DryRunOpt = False, detach: DetachOpt = False) -> None:
     """Run RUN again (a new attempt, also when it succeeded) from the spec and overrides recorded
-    at its launch, on the backend it used unless --backend/--target say otherwise. A run made from
+    at its launch, where the experiment runs (its backend and target). A run made from
     a --snapshot reruns from that snapshot; otherwise from its working directory as it is now
     (a note says when that code differs from the recorded one: `expdeploy restore` brings it back).
 
@@ -68,15 +68,25 @@ def rerun_command(run: RunArg, exp: ExpOpt = None, output: OutputOpt = Path("exp
                          f"reruns with the code as it is now (`expdeploy restore {row.name}` brings the "
                          "recorded code back)\n")
     load = record.get("load") or {}
-    if not (backend or target):  # where it ran before
-        target = meta.get("target")
-        backend = None if target else meta.get("backend")
+    target, backend = _placement(meta)
     os.chdir(cwd)
     run_command(spec=spec, overrides=list(record.get("overrides") or []), output=exp_dir.parent,
                 backend=backend, target=target, force=True, only=[row.name],
                 dry_run=dry_run, detach=detach, spec_format=load.get("spec_format"),
                 command=load.get("command"), title=load.get("title"), name=load.get("name") or exp_dir.name,
-                seed=int(load.get("seed") or 0))
+                seed=int(load.get("seed") or 0), wandb_mode=str(load.get("wandb_mode") or "offline"))
+
+
+def _placement(meta: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The experiment's own target, else its backend: the ledger follows all its runs in one place."""
+    from expdeploy.backend import available_backends
+
+    target, backend = meta.get("target"), str(meta.get("backend") or "local")
+    cls = available_backends().get(backend)
+    if cls is not None and cls.agents_only:
+        raise BadInput(f"--backend {backend}: its agents choose the runs, so one cannot be run again",
+                       key="RUN", hint="`expdeploy restore` it, then run the printed commands")
+    return (str(target), None) if target else (None, backend)
 
 
 def register(app: typer.Typer) -> None:

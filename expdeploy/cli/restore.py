@@ -47,13 +47,14 @@ def restore_command(run: RunArg, into: IntoOpt = None, exp: ExpOpt = None,
     out = sys.stdout
     out.write(f"restored the code of run {row.name} into {done.into}: {what}"
               + (f" + {', '.join(extras)}" if extras else "") + "\n")
-    run_dir = worker.run_dir_of(str(exp_dir), plan)
-    out.write("run it again by hand:\n")
+    if done.submodules:
+        out.write(f"note: its {len(done.submodules)} submodule(s) are recorded at their commits, not "
+                  "restored: `git submodule update --init --recursive` in there checks them out\n")
+    out.write("run it again by hand (expdeploy.log writes to a fresh EXPDEPLOY_RUN_DIR):\n")
     out.write(f"  cd {shlex.quote(str(done.cwd))}\n")
-    variables = " ".join(f"{k}={shlex.quote(v)}" for k, v in
-                         {"EXPDEPLOY_RUN_ID": row.run_id, "EXPDEPLOY_RUN_DIR": run_dir}.items())
+    out.write(f"  export EXPDEPLOY_RUN_ID={shlex.quote(row.run_id)} EXPDEPLOY_RUN_DIR=\"$(mktemp -d)\"\n")
     for _, command in plan["steps"]:
-        out.write(f"  {variables} sh -c {shlex.quote(command)}\n")
+        out.write(f"  sh -c {shlex.quote(command)}\n")
     out.write(f"or as a new attempt in its experiment:\n  cd {shlex.quote(str(done.cwd))} && "
               f"expdeploy rerun {shlex.quote(row.name)} --exp {shlex.quote(str(exp_dir))} --here\n")
     if done.commit:

@@ -162,7 +162,7 @@ def run_command(
     from expdeploy.plan import make_plan
     from expdeploy.progress import Progress
     from expdeploy.wandb_runs import MODES, run_variables
-    from expdeploy.worker import CANCEL_MARK, owner
+    from expdeploy.worker import CANCEL_MARK, owner, read_manifest
 
     gpu_ids = _gpu_list(gpus)
     if jobs is not None and jobs < 1:
@@ -219,30 +219,39 @@ def run_command(
     if dry_run:
         states = _known_states(plan.exp_dir)
     else:
-        from expdeploy.provenance import environment_info, record_launch
+        from expdeploy.provenance import environment_info, log_launch, record_launch
 
+        if reused is not None:  # from one of its snapshots: the code is that launch's
+            log_launch(plan.exp_dir, reused.id, snapshot=True)
         launch = reused or record_launch(plan.exp_dir, cwd, tree, spec, overrides or [],
                                          environment_info(run_envs, here=not placement.remote), snapshot,
                                          {"spec_format": spec_format, "command": command, "title": title,
-                                          "name": name, "seed": seed})
+                                          "name": name, "seed": seed, "wandb_mode": wandb_mode})
         run_cwd = placement.cwd
         if launch.snapshot is not None and reused is None:  # backends send the exp dir, snapshots too
             run_cwd = str(Path(placement.exp_dir) / launch.snapshot.relative_to(plan.exp_dir))
-        records = [r for r in make_records(run_cwd, launch.id)
-                   if not only or r["name"] in only]  # the other runs keep the plans they have
-        records = write_manifest(plan.exp_dir, records)
+        records = [r for r in make_records(run_cwd, launch.id) if not only or r["name"] in only]
+        # plans of runs already known change only for the runs this launch starts (below): a run
+        # queued by an earlier launch keeps the code it was queued with
+        known = read_manifest(str(plan.exp_dir))
+        write_manifest(plan.exp_dir, [r for r in records if r["run_id"] not in known])
         ledger = Ledger(plan.exp_dir)
         ledger.add_runs(records)
-        ledger.set_meta({"cwd": str(cwd), "spec": str(spec.absolute()), "format": loaded.format,
-                         "overrides": overrides or [], "controller": owner(), **placement.meta(),
-                         **({"metric": dict(plan.spec.metric)} if plan.spec.metric else {}),
-                         **({"synced_commit": synced} if synced else {})})
+        if only and ledger.meta().get("backend"):  # one run again: the experiment stays where it is
+            ledger.set_meta({"controller": owner()})
+        else:
+            ledger.set_meta({"cwd": str(cwd), "spec": str(spec.absolute()), "format": loaded.format,
+                             "overrides": overrides or [], "controller": owner(), **placement.meta(),
+                             **({"metric": dict(plan.spec.metric)} if plan.spec.metric else {}),
+                             **({"synced_commit": synced} if synced else {})})
         (plan.exp_dir / CANCEL_MARK).unlink(missing_ok=True)
         for note in gather(placement, plan.exp_dir):
             sys.stdout.write(f"note: {note}\n")
         ledger.reconcile()
         states = {row.run_id: row.state for row in ledger.rows()}
     selection = select_runs(plan.exp_dir, states, records, settings)
+    if not dry_run:
+        write_manifest(plan.exp_dir, [dict(r) for r in selection.start])
     skipped = ", ".join(f"{n} {why}" for why, n in selection.skipped.items())
     out = sys.stdout
     out.write(f"{plan.spec.name}: {len(selection.start)} of {len(records)} runs to start"

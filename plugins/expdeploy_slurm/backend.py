@@ -244,8 +244,9 @@ class SlurmBackend(Backend):
 
     def _push(self) -> None:
         """Put the experiment's plans, scripts and run dirs where the jobs run (remote targets)."""
-        self.shell.push(self.local_exp, self.exp, excludes=("ledger.sqlite*", "state.json", "*.log",
-                                                            "controller.log", "slurm/logs/*"))
+        # anchored at the experiment directory: a snapshot of the code is sent whole
+        self.shell.push(self.local_exp, self.exp, excludes=(
+            "/ledger.sqlite*", "/runs/*/state.json", "/runs/*/*.log", "/controller.log", "/slurm/logs/*"))
 
     def _release(self, tasks: Sequence[Task]) -> None:
         """Give back the queued claims of runs that were not submitted."""

@@ -31,7 +31,8 @@ SETUP_TIMEOUT = 60.0  # seconds for every host's first round trip and the experi
 COMMAND_TIMEOUT = 30.0  # seconds a command may take before it fails
 STUCK_AFTER = 5.0  # a look or launch unanswered this long: the host is failing (they take ~0.1 s)
 LOOK_FIRST, LOOK_MAX = 0.25, 2.0  # seconds between looks at a host: back off while nothing changes
-PUSH_EXCLUDES = ("ledger.sqlite*", "runs/", "controller.log", "slurm/")
+# anchored at the experiment directory: a snapshot of the code may hold a runs/ or slurm/ of its own
+PUSH_EXCLUDES = ("/ledger.sqlite*", "/runs/", "/controller.log", "/slurm/")
 
 
 class HostsUnreachable(ExpdeployError):

@@ -49,13 +49,17 @@ def repo(project: Project) -> Project:
 
 
 def tree(root: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file below `root` but git's own and the outputs: its bytes and its mode."""
+    """Every file below `root` but git's own and the outputs: its bytes (a link: its target) and mode."""
     found = {}
     for path in root.rglob("*"):
         relative = path.relative_to(root)
-        if relative.parts[0] in (".git", "experiments", ".locks") or path.is_dir():
+        is_folder = path.is_dir() and not path.is_symlink()
+        if relative.parts[0] in (".git", "experiments", ".locks") or is_folder:
             continue
-        found[str(relative)] = (path.read_bytes(), stat.S_IMODE(path.lstat().st_mode))
+        if path.is_symlink():
+            found[str(relative)] = (os.readlink(path).encode(), 0)
+        else:
+            found[str(relative)] = (path.read_bytes(), stat.S_IMODE(path.lstat().st_mode))
     return found
 
 
@@ -76,12 +80,18 @@ def test_restore_of_a_run_from_a_dirty_tree_is_byte_for_byte(repo: Project, tmp_
     git(repo, "add", "staged.py")
     (repo.root / "notes" / "deep").mkdir(parents=True)
     (repo.root / "notes" / "deep" / "idea.md").write_text("untracked, not ignored\n")
+    (repo.root / "data").symlink_to(tmp_path / "datasets")  # an untracked link to an absolute path
     (repo.root / "model.ckpt").write_bytes(b"ignored output")
-    expected = {k: v for k, v in tree(repo.root).items() if k != "model.ckpt"}
+    (repo.root / ".env").write_text("WANDB_API_KEY=secret\n")  # untracked, not ignored: a secret
+    expected = {k: v for k, v in tree(repo.root).items() if k not in ("model.ckpt", ".env")}
 
     done = repo.run("run", "grid.yml")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "warning: uncommitted changes" in done.stderr
+    assert "warning: uncommitted changes" in done.stderr and "not kept, secrets: .env" in done.stderr
+    (record,) = (repo.exp("repro") / "provenance").glob("*/code.json")
+    assert json.loads(record.read_text())["secrets_not_kept"] == [".env"]
+    kept = b"".join(p.read_bytes() for p in repo.exp("repro").rglob("*") if p.is_file())
+    assert b"WANDB_API_KEY" not in kept
     # the project moves on: new commits and edits after the run
     (repo.root / "data.txt").write_text("later\n")
     (repo.root / "notes" / "deep" / "idea.md").write_text("changed later\n")
@@ -93,7 +103,7 @@ def test_restore_of_a_run_from_a_dirty_tree_is_byte_for_byte(repo: Project, tmp_
     assert restored.returncode == 0, restored.stderr
     got = tree(into)
     assert got == expected
-    assert "model.ckpt" not in got and "gone.txt" not in got
+    assert "model.ckpt" not in got and "gone.txt" not in got and ".env" not in got
     assert f"cd {into}" in restored.stdout and "python show.py 1" in restored.stdout
     # the printed command reruns it from the restored code, as a new attempt in the experiment
     rerun = subprocess.run(repo.cmd("rerun", "x=1", "--exp", str(repo.exp("repro")), "--here"), cwd=into,
@@ -134,6 +144,11 @@ def test_snapshot_keeps_queued_runs_on_the_code_of_submit_time(repo: Project) ->
             manifest = (repo.exp(name) / "manifest.jsonl").read_text().splitlines()
             plans = [json.loads(line) for line in manifest]
             assert {p["cwd"] for p in plans} == {str(copy)}
+            # a later launch of other code leaves the plans of runs it does not start alone
+            again = repo.run("run", "grid.yml", "--name", name, "--snapshot", "--retry-failed")
+            assert again.returncode == 0, again.stderr
+            assert (repo.exp(name) / "manifest.jsonl").read_text().splitlines() == manifest
+            assert len(list((repo.exp(name) / "snapshots").iterdir())) == 2
 
 
 def test_require_clean_refuses_a_dirty_tree_and_starts_nothing(repo: Project) -> None:
