@@ -6,7 +6,6 @@ where they are (the ledger follows them through the backend)."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,8 +16,18 @@ from expdeploy.errors import ExpdeployError
 
 # rsync include patterns, relative to the experiment directory
 METRIC_FILES = ("/runs/*/state.json", "/runs/*/metrics.jsonl", "/runs/*/summary.json",
-                "/runs/*/wandb/*/files/wandb-summary.json", "/runs/*/**/events.out.tfevents.*",
-                "/runs/*/*.log")
+                "/runs/*/wandb/*/files/wandb-summary.json", "/runs/*/events.out.tfevents.*",
+                "/runs/*/**/events.out.tfevents.*", "/runs/*/*.log")
+
+
+def _cache(exp_dir: Path, alias: str) -> Path:
+    """Where a host's copy is kept between calls, so each call sends only what changed (logs
+    grow); outside the experiment directory, which backends send to the hosts."""
+    import hashlib
+    import os
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "expdeploy" / "fetched"
+    return base / hashlib.sha256(str(exp_dir.resolve()).encode()).hexdigest()[:16] / alias
 
 
 def fetch_for(exp_dir: Path) -> tuple[dict[str, Any], list[str]]:
@@ -45,31 +54,31 @@ def fetch_metrics(exp_dir: Path, meta: Mapping[str, Any]) -> list[str]:
     from expdeploy.remote import shell_for
 
     notes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="expdeploy-results-") as scratch:
-        def pull(alias: str) -> Path | None:
-            copy = Path(scratch) / alias
-            shell = shell_for(target, alias)
-            try:
-                shell.pull(placement.exp_dir, copy, includes=METRIC_FILES)
-            except ExpdeployError as error:
-                notes.append(f"warning: {alias}: its runs' metrics could not be read ({error})")
-                return None
-            finally:
-                shell.close()
-            return copy
 
-        with ThreadPoolExecutor(max_workers=min(8, len(target.hosts))) as pool:
-            copies = [c for c in pool.map(pull, target.hosts) if c is not None]
-        newest: dict[str, tuple[tuple[int, int], Path]] = {}
-        for copy in copies:
-            for state in (copy / "runs").glob("*/state.json"):
-                found = worker.attempt_rank(worker.read_json(str(state)))
-                if found > newest.get(state.parent.name, ((0, -1), copy))[0]:
-                    newest[state.parent.name] = (found, state.parent)
-        for name, (found, source) in newest.items():
-            here = exp_dir / "runs" / name
-            if found >= worker.attempt_rank(worker.read_json(str(here / "state.json"))):
-                # states are the ledger's to fold, by the backend that follows the runs: a copy
-                # here would go stale and read as lost
-                shutil.copytree(source, here, dirs_exist_ok=True, ignore=shutil.ignore_patterns("state.json"))
+    def pull(alias: str) -> Path | None:
+        copy = _cache(exp_dir, alias)
+        shell = shell_for(target, alias)
+        try:
+            shell.pull(placement.exp_dir, copy, includes=METRIC_FILES)
+        except ExpdeployError as error:
+            notes.append(f"warning: {alias}: its runs' metrics could not be read ({error})")
+            return None
+        finally:
+            shell.close()
+        return copy
+
+    with ThreadPoolExecutor(max_workers=min(8, len(target.hosts))) as pool:
+        copies = [c for c in pool.map(pull, target.hosts) if c is not None]
+    newest: dict[str, tuple[tuple[int, int], Path]] = {}
+    for copy in copies:
+        for state in (copy / "runs").glob("*/state.json"):
+            found = worker.attempt_rank(worker.read_json(str(state)))
+            if found > newest.get(state.parent.name, ((0, -1), copy))[0]:
+                newest[state.parent.name] = (found, state.parent)
+    for name, (found, source) in newest.items():
+        here = exp_dir / "runs" / name
+        if found >= worker.attempt_rank(worker.read_json(str(here / "state.json"))):
+            # states are the ledger's to fold, by the backend that follows the runs: a copy
+            # here would go stale and read as lost
+            shutil.copytree(source, here, dirs_exist_ok=True, ignore=shutil.ignore_patterns("state.json"))
     return notes
