@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,8 +31,9 @@ UNTRACKED = "untracked.tar"
 MAX_UNTRACKED_FILE = 20 * 2**20  # bigger untracked files are data, not code: named, not kept
 MAX_UNTRACKED_TOTAL = 200 * 2**20
 # untracked files that hold secrets, not code: never copied into the experiment (names only)
-SECRET_NAMES = re.compile(r"(^|/)(\.env(\..*)?|\.netrc|\.pgpass|id_(rsa|dsa|ecdsa|ed25519)[^/]*|"
-                          r"[^/]*\.(pem|key|p12|pfx)|[^/]*(credential|secret)[^/]*)$", re.IGNORECASE)
+SECRET_NAMES = re.compile(r"(^|/)(\.env(\.[^/]*)?|\.netrc|\.pgpass|id_(rsa|dsa|ecdsa|ed25519)[^/]*|"
+                          r"[^/]*\.(pem|key|p12|pfx)|(secrets?|credentials?)(\.[^/]*)?|"
+                          r"client_secret[^/]*\.json)$", re.IGNORECASE)
 # the patch must not depend on the user's git config (colour, external diff tools, prefixes)
 DIFF = ("diff", "--binary", "--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/",
         "--dst-prefix=b/", "--submodule=short", "--no-renames")
@@ -108,10 +109,11 @@ def code_state(project_dir: Path, exclude: Sequence[Path] = ()) -> CodeState:
     too_big: list[str] = []
     secret: list[str] = []
     total = 0
+    in_env = _environment_finder(root)
     for name in _paths(_git(root, "ls-files", "-z", "--others", "--exclude-standard", "--", ":/", *outputs)):
         path = root / name
         try:
-            if _inside(path.resolve(), skip) or (path.is_dir() and not path.is_symlink()):
+            if _inside(path.resolve(), skip) or (path.is_dir() and not path.is_symlink()) or in_env(name):
                 continue
             size = path.lstat().st_size
         except OSError:  # gone since git listed it (an editor's swap file)
@@ -126,6 +128,25 @@ def code_state(project_dir: Path, exclude: Sequence[Path] = ()) -> CodeState:
     submodules = (_git(root, "submodule", "status", "--recursive") or b"").decode(errors="replace")
     return CodeState(root, True, commit, branch, tuple(changed), tuple(kept), tuple(too_big), tuple(secret),
                      tuple(line.strip() for line in submodules.splitlines() if line.strip()))
+
+
+def _environment_finder(root: Path) -> Callable[[str], bool]:
+    """Is a path (relative to `root`) inside a venv or conda env? Environments travel by
+    reference (`env:`, `env sync`), not as code, even when git does not ignore them."""
+    from expdeploy.environments import kind_of
+
+    known: dict[str, bool] = {}
+
+    def is_env(folder: str) -> bool:
+        if folder not in known:
+            known[folder] = kind_of(root / folder) is not None
+        return known[folder]
+
+    def inside(name: str) -> bool:
+        parts = name.split("/")[:-1]
+        return any(is_env("/".join(parts[: i + 1])) for i in range(len(parts)))
+
+    return inside
 
 
 def check_clean(code: CodeState) -> None:
@@ -261,9 +282,10 @@ def _snapshot(exp_dir: Path, launch_id: str, code: CodeState, cwd: Path) -> Path
         skip = [*([] if _inside(root.resolve(), [output]) else [output]),
                 *((root / n).resolve() for n in (*code.too_big, *code.secret))]
         partial = target.with_name(f".{launch_id}.{os.getpid()}")
+        in_env = _environment_finder(root)
         for name in tree.files:
             source = root / name
-            if SECRET_NAMES.search(name) or _inside(source.resolve(), skip):
+            if SECRET_NAMES.search(name) or _inside(source.resolve(), skip) or in_env(name):
                 continue
             copy = partial / name
             copy.parent.mkdir(parents=True, exist_ok=True)

@@ -168,6 +168,9 @@ def test_what_a_launch_records(repo: Project) -> None:
     head = git(repo, "rev-parse", "HEAD").strip()
     branch = git(repo, "symbolic-ref", "--short", "HEAD").strip()
     repo.write("untracked.py", "X = 1\n")
+    (repo.root / "env" / "lib").mkdir(parents=True)  # a venv git does not ignore: not code
+    repo.write("env/pyvenv.cfg", "home = /usr/bin\n")
+    repo.write("env/lib/site.py", "")
     done = repo.run("run", "grid.yml", "x=1,2,3")
     assert done.returncode == 0, done.stderr
     exp = repo.exp("repro")
