@@ -18,6 +18,7 @@ from expdeploy.errors import ExpdeployError
 METRIC_FILES = ("/runs/*/state.json", "/runs/*/metrics.jsonl", "/runs/*/summary.json",
                 "/runs/*/wandb/*/files/wandb-summary.json", "/runs/*/events.out.tfevents.*",
                 "/runs/*/**/events.out.tfevents.*", "/runs/*/*.log")
+FETCHED = ".fetched.json"  # in a run directory: the attempt its metric copies are from
 
 
 def _cache(exp_dir: Path, alias: str) -> Path:
@@ -78,7 +79,21 @@ def fetch_metrics(exp_dir: Path, meta: Mapping[str, Any]) -> list[str]:
     for name, (found, source) in newest.items():
         here = exp_dir / "runs" / name
         if found >= worker.attempt_rank(worker.read_json(str(here / "state.json"))):
-            # states are the ledger's to fold, by the backend that follows the runs: a copy
-            # here would go stale and read as lost
-            shutil.copytree(source, here, dirs_exist_ok=True, ignore=shutil.ignore_patterns("state.json"))
+            _replace_copies(source, here, attempt=found[0])
     return notes
+
+
+def _replace_copies(source: Path, here: Path, attempt: int) -> None:
+    """The run's metric files from `source`; copies of an earlier attempt's go first, so a new
+    attempt that has not written its summary yet does not show the old one."""
+    mark = here / FETCHED
+    if (worker.read_json(str(mark)) or {}).get("attempt") not in (None, attempt):
+        for pattern in METRIC_FILES:
+            if pattern.endswith("/state.json"):
+                continue
+            for old in here.glob(pattern.removeprefix("/runs/*/")):
+                old.unlink(missing_ok=True)
+    # states are the ledger's to fold, by the backend that follows the runs: a copy here would
+    # go stale and read as lost
+    shutil.copytree(source, here, dirs_exist_ok=True, ignore=shutil.ignore_patterns("state.json"))
+    worker.write_json_atomic(str(mark), {"attempt": attempt})
