@@ -1,5 +1,6 @@
 """Pictures of an experiment's results for `expdeploy results --plot` and `--curves`: a metric
-against a parameter (mean ± std over runs sharing an x, a series per hue), and each run's curves."""
+against a parameter (mean ± std over runs sharing an x, a series per hue), and each run's curves
+(from its metrics.jsonl, else its TensorBoard scalars)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ SUFFIXES = (".png", ".pdf", ".svg")
 _LEGEND_MAX = 20  # beyond this a legend hides the plot instead of explaining it
 _STYLES = ("-", "--", ":", "-.")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[xX]\s*(\d+(?:\.\d+)?)\s*$")
+_StepsAndValues = tuple[tuple[float, ...], tuple[float, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,7 @@ class Series:
 
 @dataclass(frozen=True, slots=True)
 class Curve:
-    """One metric of one run over its metrics.jsonl lines."""
+    """One metric of one run over its metrics.jsonl lines or its TensorBoard tag's points."""
 
     run: str
     label: str
@@ -105,8 +107,8 @@ def parse_plot(text: str) -> PlotSpec:
 
 
 def parse_curves(text: str) -> CurveSpec:
-    """`val_loss[,train_loss][,hue=norm]`: metrics logged to metrics.jsonl, optionally coloured by a
-    parameter."""
+    """`val_loss[,train_loss][,hue=norm]`: metrics logged to metrics.jsonl or TensorBoard tags,
+    optionally coloured by a parameter."""
     example = "e.g. --curves val_loss,train_loss or --curves val_loss,hue=norm"
     metrics: list[str] = []
     hue: str | None = None
@@ -228,21 +230,49 @@ def read_curve(path: Path, metric: str) -> tuple[tuple[float, ...], tuple[float,
     return tuple(steps), tuple(values)
 
 
+def _tensorboard_on() -> bool:
+    """Whether the TensorBoard reader is registered: `EXPDEPLOY_BLOCK_PLUGINS=tensorboard` keeps the
+    curves off event files as it keeps the table off them."""
+    from expdeploy.metric_parsers import available_parsers
+    from expdeploy.tensorboard_scalars import TensorBoardScalars
+
+    return any(isinstance(p, TensorBoardScalars) for p in available_parsers().values())
+
+
+def _run_curves(run_dir: Path, metrics: Sequence[str], tensorboard: bool) -> dict[str, _StepsAndValues]:
+    """(steps, values) of each metric the run logged: from metrics.jsonl when it has the metric,
+    else from the TensorBoard tag of that name (event files read once, only when needed)."""
+    from expdeploy.tensorboard_scalars import scalar_series
+
+    found: dict[str, _StepsAndValues] = {}
+    tags: dict[str, tuple[tuple[int, float], ...]] | None = None
+    for metric in metrics:
+        steps, values = read_curve(run_dir / "metrics.jsonl", metric)
+        if not values and tensorboard:
+            tags = scalar_series(run_dir) if tags is None else tags
+            points = tags.get(metric, ())
+            steps, values = tuple(float(step) for step, _ in points), tuple(v for _, v in points)
+        if values:
+            found[metric] = (steps, values)
+    return found
+
+
 def curves(exp_dir: Path, rows: Sequence[Row], spec: CurveSpec, shown: Sequence[str]) -> list[Curve]:
     """Each metric of each run that logged it, labelled by the run's parameters in `shown`."""
     if spec.hue is not None:
         _known(rows, spec.hue, "a parameter", "--curves hue")
+    tensorboard = _tensorboard_on()
     found = []
     for row in rows:
         label = " ".join(_setting(p, row.params.get(p)) for p in shown) or row.name
         hue = _setting(spec.hue, _lookup(row.params, row.metrics, spec.hue)) if spec.hue else None
-        for metric in spec.metrics:
-            steps, values = read_curve(exp_dir / "runs" / row.name / "metrics.jsonl", metric)
-            if values:
-                found.append(Curve(row.name, label, metric, hue, steps, values))
+        logged = _run_curves(exp_dir / "runs" / row.name, spec.metrics, tensorboard)
+        found += [Curve(row.name, label, metric, hue, *line) for metric, line in logged.items()]
     if not found:
-        raise BadInput(f"no run logged {', '.join(spec.metrics)} to metrics.jsonl", key="--curves",
-                       hint="curves come from expdeploy.log(step=..., NAME=...) lines")
+        where = "metrics.jsonl or TensorBoard" if tensorboard else "metrics.jsonl"
+        raise BadInput(f"no run logged {', '.join(spec.metrics)} to {where}", key="--curves",
+                       hint="curves come from expdeploy.log(step=..., NAME=...) lines"
+                            + (" or TensorBoard scalar tags" if tensorboard else ""))
     return found
 
 

@@ -1,5 +1,5 @@
 """Scalars of the TensorBoard event files anywhere under a run directory, read with tensorboard's
-own loader (imported only where such files exist), and the built-in metric parser reporting them."""
+own loader (imported only where such files exist): the built-in metric parser and the curves' series."""
 
 from __future__ import annotations
 
@@ -92,19 +92,32 @@ def _named(by_folder: Mapping[Path, Mapping[str, list[Scalar]]]) -> dict[str, li
     return named
 
 
+def _scalars_or_warn(run_dir: Path) -> dict[str, list[Scalar]]:
+    """`read_scalars`, or nothing when tensorboard is missing: warned once for the parser and the
+    curves together, since both read every run."""
+    try:
+        return read_scalars(run_dir)
+    except ImportError:
+        warn_once("tensorboard-missing", "TensorBoard event files in the runs are skipped: tensorboard "
+                  f"is not installed ({INSTALL_HINT})")
+        return {}
+
+
+def scalar_series(run_dir: Path) -> dict[str, tuple[tuple[int, float], ...]]:
+    """Each scalar tag's (step, value) points in step order, tags named as the parser names them. A
+    step written more than once (a resumed job) keeps its last write, so that a curve does not
+    double back on itself."""
+    return {tag: tuple({p.step: p.value for p in points}.items())
+            for tag, points in _scalars_or_warn(run_dir).items()}
+
+
 class TensorBoardScalars:
     """Every scalar tag of the run's event files as a series: its last point is the final value."""
 
     name = "tensorboard"
 
     def parse(self, run_dir: Path) -> dict[str, MetricValue]:
-        try:
-            scalars = read_scalars(run_dir)
-        except ImportError:
-            warn_once("tensorboard-missing", "TensorBoard event files in the runs are skipped: tensorboard "
-                      f"is not installed ({INSTALL_HINT})")
-            return {}
-        return {tag: [p.value for p in points] for tag, points in scalars.items()}
+        return {tag: [p.value for p in points] for tag, points in _scalars_or_warn(run_dir).items()}
 
 
 @hookimpl(trylast=True)

@@ -44,8 +44,8 @@ PlotOpt = Annotated[str | None, typer.Option(
     "--plot", help="Draw y against x instead of the table, a series per hue, mean ± std over runs sharing "
                    "an x: x=PARAM_OR_METRIC,y=METRIC[,hue=PARAM].", show_default=False)]
 CurvesOpt = Annotated[str | None, typer.Option(
-    "--curves", help="Draw each run's metrics.jsonl curves instead of the table: METRIC[,METRIC...]"
-                     "[,hue=PARAM].", show_default=False)]
+    "--curves", help="Draw each run's learning curves (metrics.jsonl, else TensorBoard scalars) instead "
+                     "of the table: METRIC[,METRIC...][,hue=PARAM].", show_default=False)]
 OutOpt = Annotated[Path | None, typer.Option(
     "--out", help="Image for --plot/--curves, .png, .pdf or .svg (default: plot.png or curves.png).",
     show_default=False)]

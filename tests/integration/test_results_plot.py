@@ -1,6 +1,7 @@
 """`expdeploy results --plot` and `--curves` over a real experiment: the images are read back with
-PIL (exact pixel size, the series' colours present), filters reach the plot, bad specs are one line
-and exit 2, and a missing matplotlib says which extra to install."""
+PIL (exact pixel size, the series' colours present), filters reach the plot, runs that log only to
+TensorBoard get curves too, bad specs are one line and exit 2, and a missing matplotlib says which
+extra to install."""
 
 from __future__ import annotations
 
@@ -24,6 +25,20 @@ bonus = 0.2 if norm == "layer" else 0.0
 for step in range(5):
     expdeploy.log(step=step, loss=1 / (step + 1) + lr + 0.1 * seed + bonus)
 expdeploy.summary(acc=0.5 + bonus + lr + 0.05 * seed)
+"""
+
+TRAIN_TB = """
+import os, sys, time
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+lr = float(sys.argv[1])
+writer = EventFileWriter(os.path.join(os.environ["EXPDEPLOY_RUN_DIR"], "tb", "version_0"))
+for step in range(4):
+    values = [Summary.Value(tag="val/acc", simple_value=0.5 + lr * step)]
+    writer.add_event(Event(step=step * 100, wall_time=time.time(), summary=Summary(value=values)))
+writer.close()
 """
 
 # matplotlib's default colour cycle: C0, C1, ... as RGB
@@ -54,8 +69,27 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     project.stop_all()
 
 
-def results(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
-    return project.run("results", str(project.exp("pl")), *args)
+@pytest.fixture(scope="module")
+def tensorboard_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    """Three runs that write TensorBoard scalars and nothing to metrics.jsonl."""
+    pytest.importorskip("tensorboard")
+    project = Project(tmp_path_factory.mktemp("plots-tb"))
+    project.write("train.py", TRAIN_TB)
+    project.write("grid.yml", """
+        name: tb
+        command: python train.py {lr}
+        grid:
+          lr: [0.05, 0.1, 0.15]
+    """)
+    project.use_this_python()
+    done = project.run("run", "grid.yml", timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    yield project
+    project.stop_all()
+
+
+def results(project: Project, *args: str, exp: str = "pl") -> subprocess.CompletedProcess[str]:
+    return project.run("results", str(project.exp(exp)), *args)
 
 
 def colours(path: Path) -> dict[tuple[int, int, int], int]:
@@ -104,6 +138,32 @@ def test_curves_one_line_per_run(measured: Project) -> None:
     assert default.returncode == 0, default.stderr
     assert default.stdout.strip() == "wrote curves.png: loss of 12 runs, 12 curves"
     assert_image(measured.root / "curves.png", (800, 500), series=2)
+
+
+def test_curves_from_tensorboard_scalars(tensorboard_only: Project) -> None:
+    runs = tensorboard_only.exp("tb") / "runs"
+    assert not any((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().strip()
+                   for run in runs.iterdir()), "only TensorBoard has the curves"
+    done = results(tensorboard_only, "--curves", "val/acc", "--out", "c.png", "--size", "6x4", exp="tb")
+    assert done.returncode == 0, done.stderr
+    assert "warning" not in done.stderr
+    assert done.stdout.strip() == "wrote c.png: val/acc of 3 runs, 3 curves"
+    assert_image(tensorboard_only.root / "c.png", (600, 400), series=3)
+
+
+def test_curves_of_a_metric_nowhere_are_one_line_and_exit_2(tensorboard_only: Project) -> None:
+    done = results(tensorboard_only, "--curves", "val/los", exp="tb")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        "error: --curves: no run logged val/los to metrics.jsonl or TensorBoard",
+        "hint: curves come from expdeploy.log(step=..., NAME=...) lines or TensorBoard scalar tags"]
+    tensorboard_only.env["EXPDEPLOY_BLOCK_PLUGINS"] = "tensorboard"
+    try:
+        blocked = results(tensorboard_only, "--curves", "val/acc", exp="tb")
+    finally:
+        tensorboard_only.env.pop("EXPDEPLOY_BLOCK_PLUGINS")
+    assert blocked.returncode == 2, blocked.stdout + blocked.stderr
+    assert blocked.stderr.splitlines()[0] == "error: --curves: no run logged val/acc to metrics.jsonl"
 
 
 @pytest.mark.parametrize(("args", "message"), [

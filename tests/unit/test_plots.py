@@ -1,5 +1,6 @@
 """The plot specs, the points a plot draws (mean ± std over runs sharing an x) on known numbers, the
-log-axis rule, reading curves from a metrics.jsonl, and that the CLI starts without matplotlib."""
+log-axis rule, reading curves from a metrics.jsonl or else TensorBoard, and that the CLI starts
+without matplotlib or tensorboard."""
 
 from __future__ import annotations
 
@@ -115,7 +116,31 @@ def test_curves_are_labelled_by_the_parameters_shown(tmp_path: Path) -> None:
         curves(tmp_path, rows, CurveSpec(("acc",)), [])
 
 
-def test_cli_starts_without_importing_matplotlib() -> None:
-    check = "import sys, expdeploy.cli, expdeploy.plots; print('matplotlib' in sys.modules)"
+def test_curves_fall_back_to_tensorboard_and_metrics_jsonl_wins(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    for name, jsonl in (("a", '{"step": 0, "loss": 9.0}\n'), ("b", "")):
+        writer = EventFileWriter(str(tmp_path / "runs" / name / "tb"))
+        for step, (acc, loss) in enumerate([(0.5, 2.0), (0.75, 1.0)]):
+            values = [Summary.Value(tag="val/acc", simple_value=acc),
+                      Summary.Value(tag="loss", simple_value=loss)]
+            writer.add_event(Event(step=step * 10, wall_time=1.0 + step, summary=Summary(value=values)))
+        writer.close()
+        (tmp_path / "runs" / name / "metrics.jsonl").write_text(jsonl)
+    rows = [row("a", {}, lr=0.1), row("b", {}, lr=0.2)]
+    found = curves(tmp_path, rows, CurveSpec(("val/acc", "loss")), ["lr"])
+    assert [(c.run, c.metric, c.steps, c.values) for c in found] == [
+        ("a", "val/acc", (0.0, 10.0), (0.5, 0.75)), ("a", "loss", (0.0,), (9.0,)),
+        ("b", "val/acc", (0.0, 10.0), (0.5, 0.75)), ("b", "loss", (0.0, 10.0), (2.0, 1.0))]
+    with pytest.raises(BadInput, match=r"no run logged acc to metrics\.jsonl or TensorBoard"):
+        curves(tmp_path, rows, CurveSpec(("acc",)), [])
+
+
+def test_cli_starts_without_importing_matplotlib_or_tensorboard() -> None:
+    check = ("import sys, expdeploy.cli, expdeploy.plots, expdeploy.tensorboard_scalars; "
+             "print(sorted({'matplotlib', 'tensorboard'} & set(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
-    assert done.stdout.strip() == "False", done.stderr
+    assert done.stdout.strip() == "[]", done.stderr

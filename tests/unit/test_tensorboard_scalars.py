@@ -1,6 +1,6 @@
 """TensorBoard event files written with tensorboard's own writer and read back: the last point by
-step then wall time, the best per goal, TF2 tensor summaries, folders as TensorBoard runs, and a
-missing tensorboard reported once instead of failing."""
+step then wall time, the best per goal, TF2 tensor summaries, folders as TensorBoard runs, the
+(step, value) series for curves, and a missing tensorboard reported once instead of failing."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from expdeploy import metric_parsers
 from expdeploy.results import run_metrics
-from expdeploy.tensorboard_scalars import TensorBoardScalars, read_scalars
+from expdeploy.tensorboard_scalars import TensorBoardScalars, read_scalars, scalar_series
 
 TBPoint = tuple[int, float, str, float]  # step, wall time, tag, value
 
@@ -75,6 +75,20 @@ def test_a_tag_in_several_folders_is_named_by_folder(tmp_path: Path) -> None:
         "train/epoch_loss": [1.0], "lr": [pytest.approx(0.1)], "validation/epoch_loss": [1.5]}
 
 
+def test_series_are_step_value_pairs_named_as_the_parser_names_them(tmp_path: Path) -> None:
+    # a resumed job writes steps 1 and 2 again, later: the curve follows the resumed values
+    write_simple(tmp_path / "tb", [(0, 10.0, "val/acc", 0.5), (1, 11.0, "val/acc", 0.625),
+                                   (2, 12.0, "val/acc", 0.75), (1, 13.0, "val/acc", 0.25),
+                                   (2, 14.0, "val/acc", 0.375), (3, 15.0, "val/acc", 0.875)])
+    write_tensors(tmp_path / "logs" / "train", [(0, 1.0, "epoch_loss", 2.0), (5, 2.0, "epoch_loss", 1.5)])
+    write_tensors(tmp_path / "logs" / "validation", [(0, 1.0, "epoch_loss", 2.5)])
+    series = scalar_series(tmp_path)
+    assert series == {"val/acc": ((0, 0.5), (1, 0.25), (2, 0.375), (3, 0.875)),
+                      "train/epoch_loss": ((0, 2.0), (5, 1.5)), "validation/epoch_loss": ((0, 2.5),)}
+    assert set(series) == set(TensorBoardScalars().parse(tmp_path))
+    assert scalar_series(tmp_path / "logs" / "nothing here") == {}
+
+
 def test_without_tensorboard_event_files_are_skipped_with_one_warning(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     for run in ("a", "b"):
@@ -84,6 +98,7 @@ def test_without_tensorboard_event_files_are_skipped_with_one_warning(
     monkeypatch.setattr(metric_parsers, "_warned", set())
     for run in ("a", "b"):
         assert run_metrics(tmp_path / run, parsers=[TensorBoardScalars()]) == ({"bleu": 27.3}, {})
+        assert scalar_series(tmp_path / run) == {}, "the curves skip them too, under the same warning"
     warnings = capsys.readouterr().err.splitlines()
     assert len(warnings) == 1 and "pip install 'expdeploy[tensorboard]'" in warnings[0]
 
