@@ -58,13 +58,15 @@ def plan_record(run: Run, exp_dir: Path, launch_time: str, cwd: Path, env: EnvSp
     return record
 
 
-def write_manifest(exp_dir: Path, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Append new or changed plans to the manifest (the last line of a run wins).
+def write_manifest(exp_dir: Path, records: Iterable[dict[str, Any]],
+                   replace: bool = True) -> list[dict[str, Any]]:
+    """Append new or changed plans to the manifest (the last line of a run wins); with
+    `replace=False` only runs it does not know yet, so runs queued earlier keep their plans.
     Returns the plans as the manifest now holds them; run directories come from RunDirWriter."""
     exp_dir.mkdir(parents=True, exist_ok=True)
     (exp_dir / "runs").mkdir(exist_ok=True)
     known = worker.read_manifest(str(exp_dir))
-    fresh = [r for r in records if known.get(r["run_id"]) != r]
+    fresh = [r for r in records if known.get(r["run_id"]) != r and (replace or r["run_id"] not in known)]
     if fresh:
         with open(exp_dir / worker.MANIFEST, "a") as manifest:
             manifest.writelines(json.dumps(r) + "\n" for r in fresh)

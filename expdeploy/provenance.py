@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from expdeploy import worker
 from expdeploy.errors import BadInput
 
 if TYPE_CHECKING:
@@ -225,12 +226,12 @@ def record_launch(exp_dir: Path, cwd: Path, code: CodeState, spec: Path, overrid
             (directory / UNTRACKED).write_bytes(untracked)
         (directory / f"spec{spec.suffix}").write_bytes(spec_bytes)
         (directory / "environment.json").write_text(json.dumps(environment, indent=1))
-        _write_json(directory / "code.json", {
+        worker.write_json_atomic(str(directory / "code.json"), {
             "git": code.git, "root": str(code.root), "commit": code.commit, "branch": code.branch,
             "dirty": code.dirty, "changed": list(code.changed), "untracked": list(code.untracked),
             "not_kept": list(code.too_big), "secrets_not_kept": list(code.secret),
             "submodules": list(code.submodules), "cwd": str(cwd), "spec": str(spec.resolve()),
-            "overrides": list(overrides), "load": dict(load or {})})
+            "overrides": list(overrides), "load": dict(load or {})}, indent=1)
     made = _snapshot(exp_dir, launch_id, code, cwd) if snapshot else None
     log_launch(exp_dir, launch_id, snapshot=made is not None)
     return Launch(launch_id, directory, code, made)
@@ -245,12 +246,34 @@ def log_launch(exp_dir: Path, launch_id: str, snapshot: bool) -> None:
 
 def same_code(launch_dir: Path, code: CodeState) -> bool:
     """Is `code` what the launch recorded (commit, diff and untracked files)?"""
-    record = _read_json(launch_dir / "code.json") or {}
+    record = worker.read_json(str(launch_dir / "code.json")) or {}
     patch = launch_dir / PATCH
     return (record.get("commit") == code.commit and record.get("untracked") == list(code.untracked)
             and (patch.read_bytes() if patch.exists() else b"") == _patch(code)
             and ((launch_dir / UNTRACKED).read_bytes() if (launch_dir / UNTRACKED).exists() else b"")
             == (_tar(code.root, code.untracked) if code.untracked else b""))
+
+
+def read_code(exp_dir: Path, launch: str) -> dict[str, Any] | None:
+    """A launch's code.json (what record_launch wrote), or None when it is missing or unreadable."""
+    try:
+        record = worker.read_json(str(exp_dir / PROVENANCE / launch / "code.json"))
+    except OSError:  # unreadable: as good as missing
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def launch_cwd(exp_dir: Path, launch: str, record: Mapping[str, Any]) -> Path:
+    """Where the launch's runs worked: the same place in its snapshot when it made one, else
+    the directory it was launched from."""
+    snapshot = exp_dir / SNAPSHOTS / launch
+    if snapshot.is_dir() and Path(record["cwd"]).is_relative_to(record["root"]):
+        return _in_snapshot(snapshot, Path(record["cwd"]), Path(record["root"]))
+    return Path(record["cwd"])
+
+
+def _in_snapshot(snapshot: Path, cwd: Path, root: Path) -> Path:
+    return snapshot / cwd.relative_to(root)
 
 
 def snapshot_launch(exp_dir: Path, cwd: Path) -> Launch | None:
@@ -260,7 +283,7 @@ def snapshot_launch(exp_dir: Path, cwd: Path) -> Launch | None:
     if base not in here.parents:
         return None
     launch_id = here.relative_to(base).parts[0]
-    record = _read_json(exp_dir / PROVENANCE / launch_id / "code.json")
+    record = read_code(exp_dir, launch_id)
     if not record:
         return None
     code = CodeState(Path(record["root"]), record["git"], record["commit"], record["branch"],
@@ -303,7 +326,7 @@ def _snapshot(exp_dir: Path, launch_id: str, code: CodeState, cwd: Path) -> Path
             if not target.is_dir():
                 raise
             shutil.rmtree(partial, ignore_errors=True)
-    return target / cwd.resolve().relative_to(code.root)
+    return _in_snapshot(target, cwd.resolve(), code.root)
 
 
 def environment_info(envs: Sequence[EnvSpec | None], here: bool) -> dict[str, Any]:
@@ -381,17 +404,3 @@ def _image_id(runtime: str, image: str) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() or None if done.returncode == 0 else None
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _write_json(path: Path, value: Mapping[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(json.dumps(value, indent=1))
-    os.replace(temporary, path)

@@ -3,7 +3,6 @@ applied and the untracked files put back (or a copy of its snapshot outside git)
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ from typing import Any
 
 from expdeploy import worker
 from expdeploy.errors import BadInput
-from expdeploy.provenance import PATCH, PROVENANCE, SNAPSHOTS, UNTRACKED
+from expdeploy.provenance import PATCH, PROVENANCE, SNAPSHOTS, UNTRACKED, read_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +37,11 @@ def launch_of(exp_dir: Path, plan: dict[str, Any]) -> str:
 
 
 def read_launch(exp_dir: Path, launch: str) -> dict[str, Any]:
-    path = exp_dir / PROVENANCE / launch / "code.json"
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise BadInput(f"{path} is missing or unreadable", key="RUN",
-                       hint="the experiment's provenance/ directory was removed or is incomplete") from None
-    return dict(record)
+    record = read_code(exp_dir, launch)
+    if record is None:
+        raise BadInput(f"{exp_dir / PROVENANCE / launch / 'code.json'} is missing or unreadable", key="RUN",
+                       hint="the experiment's provenance/ directory was removed or is incomplete")
+    return record
 
 
 def restore(exp_dir: Path, launch: str, into: Path) -> Restored:

@@ -147,7 +147,9 @@ def _code_of(exp_dir: Path, name: str, launches: dict[str, dict[str, Any]]) -> d
     if not launch:
         return {}
     if launch not in launches:
-        record = worker.read_json(str(exp_dir / "provenance" / launch / "code.json")) or {}
+        from expdeploy.provenance import read_code
+
+        record = read_code(exp_dir, launch) or {}
         launches[launch] = {k: record.get(k) for k in ("commit", "branch", "dirty")}
     return {"launch": launch, **launches[launch], "host": state.get("host"),
             **({"gpu_models": state["gpu_models"]} if state.get("gpu_models") else {})}

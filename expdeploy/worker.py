@@ -32,10 +32,10 @@ HOST = os.uname().nodename  # what socket.gethostname() returns, without importi
 # --- files ------------------------------------------------------------------------------------
 
 
-def write_json_atomic(path: str, data: Any) -> None:
+def write_json_atomic(path: str, data: Any, indent: int | None = None) -> None:
     """Readers see the old or the new file, never a partial one."""
     tmp = f"{path}.{os.getpid()}.tmp"
-    text = json.dumps(data)
+    text = json.dumps(data, indent=indent)
     with open(tmp, "w") as handle:
         handle.write(text)
     os.replace(tmp, path)
@@ -79,9 +79,6 @@ def process_start_time(pid: int) -> str | None:
 _OWNER: dict[str, Any] = {}
 
 
-_GPU_MODELS: dict[str, list[str]] = {}
-
-
 def attempt_rank(state: dict[str, Any] | None) -> tuple[int, int]:
     """Which of two copies of a run's state.json is newer: the later attempt; within one attempt
     an end beats `lost`, which beats `running`."""
@@ -89,6 +86,9 @@ def attempt_rank(state: dict[str, Any] | None) -> tuple[int, int]:
         return (0, -1)
     level = {"lost": 1, **{s: 2 for s in FINAL_STATES}}.get(str(state.get("state")), 0)
     return (int(state.get("attempt") or 0), level)
+
+
+_GPU_MODELS: dict[str, list[str]] = {}
 
 
 def gpu_models(gpus: str) -> list[str]:

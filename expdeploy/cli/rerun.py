@@ -38,7 +38,7 @@ def rerun_command(run: RunArg, exp: ExpOpt = None, output: OutputOpt = Path("exp
     from expdeploy.cli.run import run_command
     from expdeploy.expdir import find_experiment, resolve_runs
     from expdeploy.ledger import Ledger
-    from expdeploy.provenance import PROVENANCE, SNAPSHOTS, code_state, same_code, snapshot_launch
+    from expdeploy.provenance import PROVENANCE, code_state, launch_cwd, same_code, snapshot_launch
     from expdeploy.restore import launch_of, read_launch
 
     exp_dir = find_experiment(output, exp).absolute()
@@ -55,11 +55,7 @@ def rerun_command(run: RunArg, exp: ExpOpt = None, output: OutputOpt = Path("exp
     copy = next(launch_dir.glob("spec.*"))
     original = Path(record["spec"])
     spec = original if original.exists() and original.read_bytes() == copy.read_bytes() else copy
-    snapshot = exp_dir / SNAPSHOTS / launch
-    ran_in = Path(record["cwd"])
-    if snapshot.is_dir() and ran_in.is_relative_to(record["root"]):
-        ran_in = snapshot / ran_in.relative_to(record["root"])
-    cwd = Path.cwd() if here else ran_in
+    cwd = Path.cwd() if here else launch_cwd(exp_dir, launch, record)
     if not cwd.is_dir():
         raise BadInput(f"{cwd}, where run {row.name} ran, is gone", key="RUN",
                        hint="`expdeploy restore` it, then `expdeploy rerun --here` from there")

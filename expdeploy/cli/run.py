@@ -162,7 +162,7 @@ def run_command(
     from expdeploy.plan import make_plan
     from expdeploy.progress import Progress
     from expdeploy.wandb_runs import MODES, run_variables
-    from expdeploy.worker import CANCEL_MARK, owner, read_manifest
+    from expdeploy.worker import CANCEL_MARK, owner
 
     gpu_ids = _gpu_list(gpus)
     if jobs is not None and jobs < 1:
@@ -233,8 +233,7 @@ def run_command(
         records = [r for r in make_records(run_cwd, launch.id) if not only or r["name"] in only]
         # plans of runs already known change only for the runs this launch starts (below): a run
         # queued by an earlier launch keeps the code it was queued with
-        known = read_manifest(str(plan.exp_dir))
-        write_manifest(plan.exp_dir, [r for r in records if r["run_id"] not in known])
+        write_manifest(plan.exp_dir, records, replace=False)
         ledger = Ledger(plan.exp_dir)
         ledger.add_runs(records)
         if only and ledger.meta().get("backend"):  # one run again: the experiment stays where it is
