@@ -270,11 +270,13 @@ class SshBackend(Backend):
         gpus = ",".join(str(s.gpu) for s in placed.slots if s.gpu is not None)
         q = shlex.quote
         reads, secrets = _secrets()
+        # braces: `a && b && c &` would put the whole list in the background, so the shell would
+        # exit before `cat` has read params.json from stdin (and $! would not be the worker's pid)
         command = (f"{reads}mkdir -p {q(run_dir)} && cat > {q(run_dir)}/params.json && "
-                   f"nohup {q(self.python)} -I {q(self.worker)} run {q(self.exp)} {q(plan['run_id'])} "
+                   f"{{ nohup {q(self.python)} -I {q(self.worker)} run {q(self.exp)} {q(plan['run_id'])} "
                    f"{placed.task.attempt}" + (f" --gpus {gpus}" if gpus else "") + f" --job {q(placed.host)}"
                    f" > {q(run_dir)}/worker.{placed.task.attempt}.out 2>&1 < /dev/null & p=$!; "
-                   f"echo $p > {q(run_dir)}/worker.pid; echo $p")
+                   f"echo $p > {q(run_dir)}/worker.pid; echo $p; }}")
 
         def work(shell: Shell) -> int:
             done = shell.run(command, stdin=secrets + text, timeout=COMMAND_TIMEOUT)
@@ -491,8 +493,8 @@ class SshBackend(Backend):
         gpus = f"CUDA_VISIBLE_DEVICES={agent.slot.gpu} " if agent.slot.gpu is not None else ""
         program = program or f"{q(self.python)} -I {q(self.worker)} agent {q(self.exp)}"
         reads, secrets = _secrets()
-        command = (f"{reads}mkdir -p {q(self.exp)}/agents && cd {q(self.cwd)} && {gpus}nohup {program}"
-                   f" > {q(log)} 2>&1 < /dev/null & echo $!")
+        command = (f"{reads}mkdir -p {q(self.exp)}/agents && cd {q(self.cwd)} && {{ {gpus}nohup {program}"
+                   f" > {q(log)} 2>&1 < /dev/null & echo $!; }}")
 
         def work(shell: Shell) -> int:
             done = shell.run(command, stdin=secrets, timeout=COMMAND_TIMEOUT)
