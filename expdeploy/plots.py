@@ -239,19 +239,28 @@ def _tensorboard_on() -> bool:
     return any(isinstance(p, TensorBoardScalars) for p in available_parsers().values())
 
 
+def _points(points: Sequence[tuple[int, float]]) -> _StepsAndValues:
+    return tuple(float(step) for step, _ in points), tuple(value for _, value in points)
+
+
 def _run_curves(run_dir: Path, metrics: Sequence[str], tensorboard: bool) -> dict[str, _StepsAndValues]:
     """(steps, values) of each metric the run logged: from metrics.jsonl when it has the metric,
-    else from the TensorBoard tag of that name (event files read once, only when needed)."""
+    else from the TensorBoard tag of that name, else from its W&B history (each source read
+    once, only when needed)."""
+    from expdeploy.results import wandb_series
     from expdeploy.tensorboard_scalars import scalar_series
 
     found: dict[str, _StepsAndValues] = {}
     tags: dict[str, tuple[tuple[int, float], ...]] | None = None
+    history: dict[str, tuple[tuple[int, float], ...]] | None = None
     for metric in metrics:
         steps, values = read_curve(run_dir / "metrics.jsonl", metric)
         if not values and tensorboard:
             tags = scalar_series(run_dir) if tags is None else tags
-            points = tags.get(metric, ())
-            steps, values = tuple(float(step) for step, _ in points), tuple(v for _, v in points)
+            steps, values = _points(tags.get(metric, ()))
+        if not values:
+            history = wandb_series(run_dir) if history is None else history
+            steps, values = _points(history.get(metric, ()))
         if values:
             found[metric] = (steps, values)
     return found

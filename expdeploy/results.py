@@ -1,7 +1,7 @@
 """An experiment's results: each run's metrics gathered from the files it wrote (`metrics.jsonl`,
-`summary.json`, W&B's `wandb-summary.json`, and what metric parsers read: TensorBoard events,
-log patterns), one row per run with the parameters that vary, filters (`--where`, `--tag`),
-sorting by a metric, and mean ± std over grouped-out parameters."""
+`summary.json`, W&B's `wandb-summary.json` or its `.wandb` log's summary and history, and what metric
+parsers read: TensorBoard events, log patterns), one row per run with the parameters that vary,
+filters (`--where`, `--tag`), sorting by a metric, and mean ± std over grouped-out parameters."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from expdeploy.errors import BadInput
 
 if TYPE_CHECKING:
     from expdeploy.metric_parsers import MetricParser
+    from expdeploy.wandb_records import RunLog
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "<=": operator.le, ">=": operator.ge, "!=": operator.ne, "==": operator.eq, "<": operator.lt,
@@ -33,7 +34,7 @@ class Row:
     duration: float | None
     metrics: Mapping[str, Any]
     tags: tuple[str, ...] = ()
-    best: Mapping[str, float] = field(default_factory=dict)  # over metrics.jsonl or a parsed series
+    best: Mapping[str, float] = field(default_factory=dict)  # over metrics.jsonl, W&B history, parsed series
     code: Mapping[str, Any] = field(default_factory=dict)  # the launch, commit and host of its attempt
 
 
@@ -45,10 +46,17 @@ def run_metrics(run_dir: Path, goal: str = "min", parsers: Iterable[MetricParser
                 ) -> tuple[dict[str, Any], dict[str, float]]:
     """(final value, best value) of each metric the run reported. Files written for metrics come
     first: metrics.jsonl (its last line with a metric holds the final value), then W&B's summary
-    and summary.json, which win for final values. A metric none of them names is taken from the
-    metric parsers (`parsers`, by default every registered one: TensorBoard events, log patterns)."""
+    and summary.json, which win for final values; W&B's history gives the best value of a metric
+    metrics.jsonl lacks. A metric none of them names is taken from the metric parsers (`parsers`,
+    by default every registered one: TensorBoard events, log patterns)."""
     final, best = _metric_lines(run_dir, goal)
-    final.update(_summaries(run_dir))
+    summary, history = _wandb(run_dir)
+    final.update(summary)
+    final.update(_summary_file(run_dir / "summary.json"))
+    pick = min if goal == "min" else max
+    for name, points in history.items():
+        final.setdefault(name, points[-1][1])
+        best.setdefault(name, pick(value for _, value in points))
     parsed, parsed_best = _parsed(run_dir, goal, parsers)
     for name, value in parsed.items():
         if name not in final:
@@ -107,14 +115,71 @@ def _metric_lines(run_dir: Path, goal: str) -> tuple[dict[str, Any], dict[str, f
     return final, best
 
 
-def _summaries(run_dir: Path) -> dict[str, Any]:
-    final: dict[str, Any] = {}
-    for path in [*sorted(run_dir.glob("wandb/*/files/wandb-summary.json")), run_dir / "summary.json"]:
-        try:
-            final.update({k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")})
-        except (OSError, ValueError):
-            continue
-    return final
+def _summary_file(path: Path) -> dict[str, Any]:
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in values.items() if not k.startswith("_")} if isinstance(values, dict) else {}
+
+
+def wandb_series(run_dir: Path) -> dict[str, tuple[tuple[int, float], ...]]:
+    """Each numeric metric of the run's W&B history as (step, value) points in step order; a step
+    logged again (by a resumed or restarted W&B run) keeps its last value."""
+    return _wandb(run_dir)[1]
+
+
+def _wandb(run_dir: Path) -> tuple[dict[str, Any], dict[str, tuple[tuple[int, float], ...]]]:
+    """The summary and history of the run's W&B runs, a later one's values winning. A W&B run's
+    summary is its `files/wandb-summary.json` where W&B wrote one (online), else the summary its
+    `.wandb` log records (offline runs write only that)."""
+    summary: dict[str, Any] = {}
+    steps: dict[str, dict[int, float]] = {}
+    for folder in _wandb_folders(run_dir):
+        written = folder / "files" / "wandb-summary.json"
+        for log in _logs(folder):
+            if not written.exists():
+                summary.update(log.summary)
+            for row in log.history:
+                for name, value in row.values.items():
+                    number = _number(value)
+                    if number is not None:
+                        steps.setdefault(name, {})[row.step] = number
+        summary.update(_summary_file(written))
+    return summary, {name: tuple(sorted(points.items())) for name, points in steps.items()}
+
+
+_STARTED = re.compile(r"run-(\d{8}_\d{6})-")
+
+
+def _wandb_folders(run_dir: Path) -> list[Path]:
+    """The run's W&B run directories, oldest first by the start time W&B puts in their names
+    (`offline-run-20261203_122654-<id>`, `run-...`); `latest-run` links to one of them."""
+
+    def started(folder: Path) -> tuple[str, str]:
+        match = _STARTED.search(folder.name)
+        return (match.group(1) if match else "", folder.name)
+
+    try:
+        folders = [p for p in (run_dir / "wandb").iterdir() if p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return []
+    return sorted(folders, key=started)
+
+
+def _logs(folder: Path) -> list[RunLog]:
+    paths = sorted(folder.glob("run-*.wandb"))
+    if not paths:
+        return []
+    from expdeploy.wandb_records import read_run_log
+
+    try:
+        return [log for log in map(read_run_log, paths) if log is not None]
+    except ImportError as exc:
+        from expdeploy.metric_parsers import warn_once
+
+        warn_once("wandb-missing", f"W&B run logs (.wandb) are skipped: their reader needs wandb ({exc})")
+        return []
 
 
 def collect(exp_dir: Path, goal: str = "min") -> list[Row]:

@@ -16,7 +16,8 @@ from expdeploy.errors import ExpdeployError
 
 # rsync include patterns, relative to the experiment directory
 METRIC_FILES = ("/runs/*/state.json", "/runs/*/metrics.jsonl", "/runs/*/summary.json",
-                "/runs/*/wandb/*/files/wandb-summary.json", "/runs/*/events.out.tfevents.*",
+                "/runs/*/wandb/*/files/wandb-summary.json", "/runs/*/wandb/*/run-*.wandb",
+                "/runs/*/events.out.tfevents.*",
                 "/runs/*/**/events.out.tfevents.*", "/runs/*/*.log")
 FETCHED = ".fetched.json"  # in a run directory: the attempt its metric copies are from
 
