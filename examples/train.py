@@ -13,6 +13,7 @@ parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--epochs", type=int, default=3)
 parser.add_argument("--amp", action="store_true")
 parser.add_argument("--out", default=os.environ.get("EXPDEPLOY_RUN_DIR", "."))
+parser.add_argument("--_tags", default="")  # a composite sweep's subtest (examples/wandb/sweep.yaml)
 args = parser.parse_args()
 
 rng = random.Random(args.seed)

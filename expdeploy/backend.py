@@ -55,6 +55,7 @@ class BackendOptions:
     spec_path: Path | None = None  # the spec file `run` was given
     sweep: str | None = None  # W&B: ids of sweeps that exist, comma-separated
     agent_runs: int | None = None  # W&B: runs each agent does before it stops (`wandb agent --count`)
+    agents: int | None = None  # --agents K (for previews; submit_agents is given it too)
 
 
 class Backend(ABC):
@@ -71,6 +72,9 @@ class Backend(ABC):
     agents_only: ClassVar[bool] = False
     # Can start the experiment's own agent loops (`--agents K`) where the runs execute.
     runs_agents: ClassVar[bool] = False
+    # The backend's own service chooses the runs (W&B sweeps): a spec's search that cannot be
+    # expanded here (bayes, random without run_cap) is passed on to it as it is.
+    drives_search: ClassVar[bool] = False
 
     def __init__(self, options: BackendOptions) -> None:
         self.options = options

@@ -34,12 +34,14 @@ class ExpdeployError(Exception):
         hint: str | None = None,
         where: Location | None = None,
         key: str | None = None,
+        fix: tuple[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.where = where
         self.key = key
+        self.fix = fix  # (a command-line word as given, as it should be): the CLI shows the line fixed
 
     def __str__(self) -> str:
         parts = [str(self.where)] if self.where else []

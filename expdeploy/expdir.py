@@ -32,7 +32,7 @@ def plan_record(run: Run, exp_dir: Path, launch_time: str, cwd: Path, env: EnvSp
     replaces the recipe's environment (a target's own layers); `variables` are the run's own
     (the worker sets them for its steps); `launch` names the recorded code (see provenance)."""
     commands = commands_for(run, exp_dir, launch_time)
-    record = {
+    record: dict[str, Any] = {
         "run_id": run.run_id,
         "name": run.name,
         "params": dict(run.params),
@@ -43,6 +43,20 @@ def plan_record(run: Run, exp_dir: Path, launch_time: str, cwd: Path, env: EnvSp
     }
     if variables:
         record["env"] = dict(variables)
+    if run.recipe.agent_args is not None:  # the worker writes them as a W&B agent would
+        from expdeploy.launch import agent_args
+
+        record["sweep_args"] = agent_args(run.params, run.recipe.agent_args)
+    layout = run.recipe.layout
+    if layout is not None:  # a dialect's own files (mlrunner's `param`), written by the worker
+        from expdeploy.launch import builtins_for
+
+        builtins = builtins_for(run, exp_dir, launch_time)
+        record["files"] = layout.files(run.params, commands, builtins)
+        if layout.step_log:
+            record["step_log"] = layout.step_log.format(**builtins, step="{step}")
+        if layout.resume_by_name:
+            record["resume_by_name"] = True
     if launch:
         record["launch"] = launch
     env = env or run.recipe.env

@@ -46,19 +46,24 @@ def expand(spec: ExperimentSpec, overrides: Sequence[Override] = ()) -> Expansio
     """Every run of `spec` with `overrides` applied; raises SpecError before anything is started."""
     _check_overrides(spec, overrides)
     _check_exclusions(spec, overrides)
-    found: dict[str, list[Any]] = {}  # run_id -> [params, tags, recipe]
+    found: dict[str, list[Any]] = {}  # run_id -> [params, tags, recipe, the dialect's name or None]
     for block in spec.blocks:
         exclusions = block.exclude + spec.exclude
+        if block.naming is not None:
+            _add_named_runs(block, overrides, exclusions, found)
+            continue
         for params in _with_overrides(_block_params(block), overrides):
             if exclusions and any(_matches(params, ex) for ex in exclusions):
                 continue
             run_id = run_id_of(canonical(params))
             seen = found.get(run_id)
             if seen is None:
-                found[run_id] = [params, block.tags, block.recipe]
+                found[run_id] = [params, block.tags, block.recipe, None]
             elif block.tags:
                 seen[1] = tuple(dict.fromkeys(seen[1] + block.tags))
     if not found:
+        if spec.chosen_elsewhere:  # a service picks the runs as it goes (a bayes W&B sweep)
+            return Expansion(spec, [], {})
         raise SpecError("the experiment has no runs (every run is excluded)", where=spec.source,
                         hint="check `exclude:` and the overrides")
     varying = _varying([entry[0] for entry in found.values()])
@@ -121,6 +126,54 @@ def _with_overrides(
             yield run
 
 
+def _add_named_runs(block: Block, overrides: Sequence[Override], exclusions: tuple[Exclusion, ...],
+                    found: dict[str, list[Any]]) -> None:
+    """The runs of a block whose dialect names them (see RunNaming); the same parameters reached
+    again under the same name take the steps of both recipes."""
+    naming = block.naming
+    assert naming is not None
+    for params, labels in _labelled(block, overrides):
+        if exclusions and any(_matches(params, ex) for ex in exclusions):
+            continue
+        run_id = run_id_of(canonical(params))
+        name = naming.name(labels)
+        seen = found.get(run_id)
+        if seen is None:
+            found[run_id] = [params, block.tags, block.recipe, name]
+            continue
+        if block.tags:
+            seen[1] = tuple(dict.fromkeys(seen[1] + block.tags))
+        if seen[3] == name and seen[2] is not block.recipe:
+            wanted = {s.name for s in seen[2].steps} | {s.name for s in block.recipe.steps}
+            seen[2] = next((r for r in naming.recipes if {s.name for s in r.steps} == wanted), seen[2])
+
+
+def _labelled(block: Block, overrides: Sequence[Override]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """The block's runs with their labels, the overrides applied to both (a label the override
+    sets keeps its place; a new one goes last)."""
+    deleted = {o.name for o in overrides if o.op == "delete"}
+    axes = [o.name for o in overrides if o.op != "delete"]
+    for params, labels in _labelled_base(block):
+        shown = {k: v for k, v in labels.items() if k not in deleted} if deleted else labels
+        for run in _with_overrides(iter([params]), overrides):
+            yield run, {**shown, **{name: run[name] for name in axes}} if axes else shown
+
+
+def _labelled_base(block: Block) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    defaults = dict(block.defaults)
+    if block.has_product:
+        choices = [tuple(zip(f.fragments, f.labels or f.fragments, strict=True)) for f in block.factors]
+        for combo in itertools.product(*choices):
+            params = dict(defaults)
+            labels: dict[str, Any] = {}
+            for fragment, label in combo:
+                params.update(fragment)
+                labels.update(label)
+            yield params, labels
+    for run in block.explicit:
+        yield {**defaults, **run}, dict(run)
+
+
 def _matches(params: Mapping[str, Any], exclusion: Exclusion) -> bool:
     return all(same_value(params.get(k, _MISSING), v) for k, v in exclusion.match.items())
 
@@ -129,17 +182,20 @@ def _check_overrides(spec: ExperimentSpec, overrides: Sequence[Override]) -> Non
     known = spec.known_params()
     for override in overrides:
         if override.op in ("set", "delete") and override.name not in known:
-            hint = (
-                f"add it as a new parameter with +{override.text}"
-                if override.op == "set" else "nothing to remove"
-            )
             names = ", ".join(sorted(known)[:12]) or "none"
+            if override.op == "delete":
+                raise SpecError(f"no parameter named {override.name!r} in the spec (it has: {names})",
+                                where=OVERRIDE_WHERE, key=override.text, hint="nothing to remove")
+            # as Hydra: a key the config lacks is added with `+`, never by a typo
             raise SpecError(f"no parameter named {override.name!r} in the spec (it has: {names})",
-                            where=OVERRIDE_WHERE, key=override.text, hint=hint)
+                            where=OVERRIDE_WHERE, key=override.text,
+                            hint=f"a parameter the spec lacks is added with a leading +, as in Hydra: "
+                                 f"+{override.text}", fix=(override.text, f"+{override.text}"))
         if override.op == "add" and override.name in known:
             raise SpecError(f"parameter {override.name!r} already exists",
                             where=OVERRIDE_WHERE, key=override.text,
-                            hint=f"drop the + to replace it: {override.text[1:]}")
+                            hint=f"drop the + to replace its values: {override.text[1:]}",
+                            fix=(override.text, override.text[1:]))
         if override.op != "delete" and not override.values:
             raise SpecError("no values", where=OVERRIDE_WHERE, key=override.text)
 
@@ -181,7 +237,7 @@ def _named_runs(
     runs: list[Run] = []
     taken: set[str] = set()
     keys = list(varying)
-    for run_id, (params, tags, recipe) in found.items():
+    for run_id, (params, tags, recipe, own) in found.items():
         if spec.run_name is not None:
             name = _custom_name(spec, params, run_id)
             if name in taken:
@@ -189,9 +245,13 @@ def _named_runs(
                                 where=spec.run_name.where, key="run_name",
                                 hint="include every parameter that varies, or {run_id}")
         else:
-            label = ",".join([f"{k}={format_value(params[k])}" for k in keys if k in params])
-            name = shorten(sanitize(label), run_id) if label else f"run-{run_id[:12]}"
-            if name in taken:  # two labels sanitized to the same text
+            if own is not None:  # the dialect's own name, where it can be a directory
+                name = own if not dir_name_problem(own) else shorten(sanitize(own), run_id)
+                name = name if name and not dir_name_problem(name) else f"run-{run_id[:12]}"
+            else:
+                label = ",".join([f"{k}={format_value(params[k])}" for k in keys if k in params])
+                name = shorten(sanitize(label), run_id) if label else f"run-{run_id[:12]}"
+            if name in taken:  # two labels sanitized to the same text, or a dialect's name twice
                 name = shorten(f"{name}-{run_id[:12]}", run_id)
         taken.add(name)
         runs.append(Run(run_id, name, params, tuple(tags), recipe))

@@ -2,7 +2,8 @@
 
 Placeholders: `{param}` (quoted value), `[param]` (`--param value`, `--param`, or nothing),
 built-ins (`{run_dir}`, `{run_id}`, `{run_name}`, `{exp_dir}`, `{params_file}`, `{launch_time}`)
-and all-parameter forms (`{args}`, `{args_no_hyphens}`, `{params_json}`, ...).
+and all-parameter forms (`{args}`, `{args_no_hyphens}`, `{args_json}`, `{params_json}`, ...), which
+for W&B sweep files are built exactly as a W&B agent builds them (`agent_args`).
 `{{`/`}}` write literal braces and `[[name]]` a literal `[name]`; `${VAR}` is left to the shell.
 """
 
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 
 from expdeploy.errors import SpecError
 from expdeploy.params import format_value, unflatten
-from expdeploy.spec.model import Recipe
+from expdeploy.spec.model import AgentArgs, Recipe
 
 NAME = r"[A-Za-z_][A-Za-z0-9_.\-]*"
 _TOKEN = re.compile(
@@ -37,7 +38,8 @@ def _pairs(style: Callable[[str, Any], list[str]]) -> Callable[[Mapping[str, Any
     return render
 
 
-# Each all-parameter form turns the run's parameters into argv words (quoted when rendered).
+# Each all-parameter form turns the run's parameters into argv words (quoted when rendered); the
+# `args*` forms are a W&B agent's macros of the same names (`{k}={v}` with str(v), as it writes them).
 ARG_STYLES: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
     "args": _pairs(lambda k, v: [f"--{k}={format_value(v)}"]),
     "args_no_hyphens": _pairs(lambda k, v: [f"{k}={format_value(v)}"]),
@@ -47,8 +49,31 @@ ARG_STYLES: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
     "args_no_equals": _pairs(lambda k, v: [f"--{k}", format_value(v)]),
     "args_append_hydra": _pairs(lambda k, v: [f"+{k}={format_value(v)}"]),
     "args_override_hydra": _pairs(lambda k, v: [f"++{k}={format_value(v)}"]),
-    "params_json": lambda params: [json.dumps(unflatten(params), ensure_ascii=False)],
+    "args_json": lambda params: [json.dumps(dict(params))],
+    # dotted names nested again, json.dumps' defaults (as prepare_experiments.py writes a run)
+    "params_json": lambda params: [json.dumps(unflatten(params))],
 }
+
+# W&B's sweeps engine orders parameters by their flattened names, nested keys joined with this
+# (its NESTING_DELIMITER); a dotted name as written is one key, never split.
+_WANDB_NESTING = ".wbnest[599c28ca25da]."
+
+
+def agent_args(params: Mapping[str, Any], spec: AgentArgs) -> dict[str, Any]:
+    """The run's parameters as a W&B agent receives them (`command["args"]`, values unwrapped):
+    the sweeps engine's order, nested blocks as dicts."""
+    flat = sorted(((_WANDB_NESTING.join(spec.paths.get(name, (name,))), value)
+                   for name, value in params.items()), key=lambda item: item[0])
+    # the engine re-nests after the flat keys: nested parents follow every plain key
+    out: dict[str, Any] = {key: value for key, value in flat if _WANDB_NESTING not in key}
+    for key, value in flat:
+        if _WANDB_NESTING in key:
+            *parents, leaf = key.split(_WANDB_NESTING)
+            node = out
+            for parent in parents:
+                node = node.setdefault(parent, {})
+            node[leaf] = value
+    return out
 
 RESERVED = frozenset(BUILTINS) | frozenset(ARG_STYLES)
 
@@ -107,12 +132,12 @@ def render(
     params: Mapping[str, Any],
     builtins: Mapping[str, str],
     *,
-    nested_args: bool = False,
+    agent: AgentArgs | None = None,
     quote: Callable[[str], str] = shlex.quote,
 ) -> str:
     """One command line; every substituted value is shell-quoted, so it reaches the program literally.
 
-    `nested_args` makes all-parameter forms pass `model.depth` as `--model={'depth': ...}` (wandb).
+    With `agent`, the `args*` forms pass the parameters as a W&B agent does (see `agent_args`).
     """
     out: list[str] = []
     for kind, token in compile_template(template).parts:
@@ -133,9 +158,7 @@ def render(
             else:
                 out.append(f"--{token} {quote(format_value(value))}")
         else:  # all-parameter form
-            # agents pass nested parameters as dicts, keys in sorted order
-            nested = nested_args and token != "params_json"
-            source = unflatten(dict(sorted(params.items()))) if nested else params
+            source = agent_args(params, agent) if agent is not None and token != "params_json" else params
             out.append(" ".join(quote(word) for word in ARG_STYLES[token](source)))
     return "".join(out)
 
@@ -171,9 +194,9 @@ def builtins_for(run: RunLike, exp_dir: Path, launch_time: str) -> dict[str, str
 def commands_for(run: RunLike, exp_dir: Path, launch_time: str) -> dict[str, str]:
     """Every step of `run` rendered to a concrete command line, in pipeline order."""
     builtins = builtins_for(run, exp_dir, launch_time)
-    nested = run.recipe.nested_args
+    agent = run.recipe.agent_args
     return {
-        step.name: render(step.template.text, run.params, builtins, nested_args=nested)
+        step.name: render(step.template.text, run.params, builtins, agent=agent)
         for step in run.recipe.steps
     }
 
@@ -212,5 +235,5 @@ def unused_params(recipes: Iterable[Recipe], keys_by_recipe: Mapping[int, set[st
         present |= keys
         for step in recipe.steps:
             compiled = compile_template(step.template.text)
-            used |= keys if compiled.uses_all else compiled.value_names
+            used |= keys if compiled.uses_all or recipe.holds_params else compiled.value_names
     return sorted(present - used)

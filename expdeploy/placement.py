@@ -33,10 +33,7 @@ class Placement:
                 "exec_cwd": self.cwd, "exec_exp_dir": self.exp_dir}
 
 
-def choose(backend: str | None, target_name: str | None, cwd: Path, exp_dir: Path,
-           project_dir: Path | None = None) -> Placement:
-    """`--backend` and `--target`: a target brings its backend; runs see the target's work
-    directory in place of this one (the same absolute path when it names none)."""
+def _pick(backend: str | None, target_name: str | None, project_dir: Path) -> tuple[str, Target | None]:
     from expdeploy.backend import available_backends
 
     backends = available_backends()
@@ -44,7 +41,7 @@ def choose(backend: str | None, target_name: str | None, cwd: Path, exp_dir: Pat
     if target_name:
         from expdeploy.targets import get_target
 
-        target = get_target(target_name, project_dir or cwd)
+        target = get_target(target_name, project_dir)
         # an agents-only backend (wandb) rides on the target's own backend
         rides = backend in backends and backends[backend].agents_only
         if backend and backend != target.backend and not rides:
@@ -54,6 +51,19 @@ def choose(backend: str | None, target_name: str | None, cwd: Path, exp_dir: Pat
     if chosen not in backends:
         raise BadInput(f"unknown backend {chosen!r}", key="--backend",
                        hint=f"available: {', '.join(sorted(backends))}")
+    return chosen, target
+
+
+def backend_named(backend: str | None, target_name: str | None, project_dir: Path) -> str:
+    """The backend `--backend` and `--target` pick, checked (before the spec is read)."""
+    return _pick(backend, target_name, project_dir)[0]
+
+
+def choose(backend: str | None, target_name: str | None, cwd: Path, exp_dir: Path,
+           project_dir: Path | None = None) -> Placement:
+    """`--backend` and `--target`: a target brings its backend; runs see the target's work
+    directory in place of this one (the same absolute path when it names none)."""
+    chosen, target = _pick(backend, target_name, project_dir or cwd)
     run_cwd, run_exp = str(cwd), str(exp_dir)
     if target is not None and target.workdir:
         try:

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,7 @@ PROVENANCE = "provenance"
 SNAPSHOTS = "snapshots"
 PATCH = "tracked.patch"
 UNTRACKED = "untracked.tar"
+COMMAND_LINE = "command_line.sh"  # the Hydra multirun line of a launch that had no spec file
 MAX_UNTRACKED_FILE = 20 * 2**20  # bigger untracked files are data, not code: named, not kept
 MAX_UNTRACKED_TOTAL = 200 * 2**20
 # untracked files that hold secrets, not code: never copied into the experiment (names only)
@@ -204,13 +206,15 @@ def _tar(root: Path, names: Sequence[str]) -> bytes:
 
 def record_launch(exp_dir: Path, cwd: Path, code: CodeState, spec: Path, overrides: Sequence[str],
                   environment: Mapping[str, Any], snapshot: bool = False,
-                  load: Mapping[str, Any] | None = None) -> Launch:
+                  load: Mapping[str, Any] | None = None,
+                  command_line: Sequence[str] | None = None) -> Launch:
     """Keep what this launch runs in the experiment directory (once per distinct code, spec and
     overrides), make its snapshot when asked, and log the launch. `load` holds the options the spec
-    was read with (`--name`, `--command`, ...), for `rerun`."""
+    was read with (`--name`, `--command`, ...), for `rerun`. A Hydra multirun line given instead
+    of a spec file is `command_line` (kept as command_line.sh; `spec` is not read then)."""
     untracked = _tar(code.root, code.untracked if code.commit else [*code.changed, *code.untracked])
     patch = _patch(code)
-    spec_bytes = spec.read_bytes()
+    spec_bytes = (shlex.join(command_line) + "\n").encode() if command_line is not None else spec.read_bytes()
     key = json.dumps([code.commit, list(overrides), str(cwd), environment, load], sort_keys=True,
                      default=str).encode()
     digest = hashlib.sha256()
@@ -224,13 +228,16 @@ def record_launch(exp_dir: Path, cwd: Path, code: CodeState, spec: Path, overrid
             (directory / PATCH).write_bytes(patch)
         if untracked and (code.untracked or not code.commit):
             (directory / UNTRACKED).write_bytes(untracked)
-        (directory / f"spec{spec.suffix}").write_bytes(spec_bytes)
+        spec_name = COMMAND_LINE if command_line is not None else f"spec{spec.suffix}"
+        (directory / spec_name).write_bytes(spec_bytes)
         (directory / "environment.json").write_text(json.dumps(environment, indent=1))
         worker.write_json_atomic(str(directory / "code.json"), {
             "git": code.git, "root": str(code.root), "commit": code.commit, "branch": code.branch,
             "dirty": code.dirty, "changed": list(code.changed), "untracked": list(code.untracked),
             "not_kept": list(code.too_big), "secrets_not_kept": list(code.secret),
-            "submodules": list(code.submodules), "cwd": str(cwd), "spec": str(spec.resolve()),
+            "submodules": list(code.submodules), "cwd": str(cwd),
+            "spec": str(spec.resolve()) if command_line is None else None,
+            **({"command_line": list(command_line)} if command_line is not None else {}),
             "overrides": list(overrides), "load": dict(load or {})}, indent=1)
     made = _snapshot(exp_dir, launch_id, code, cwd) if snapshot else None
     log_launch(exp_dir, launch_id, snapshot=made is not None)

@@ -9,15 +9,22 @@ from pathlib import Path
 from typing import Any
 
 MODES = ("offline", "online", "disabled")
+# What a W&B agent writes for a run under WANDB_DIR/wandb/sweep-<id>/, here in the run directory:
+# config-<run>.yaml (WANDB_SWEEP_PARAM_PATH, read by wandb.init) and config-<run>.json
+# (`${args_json_file}`). The worker writes both from the plan's `sweep_args` (worker.write_sweep_files).
+SWEEP_FILES = "wandb/sweep-expdeploy"
+ARGS_JSON_FILE = "{run_dir}/" + SWEEP_FILES + "/config-{run_id}.json"  # template text
 
 
 def run_variables(spec_format: str, extra: Mapping[str, Any], experiment: str, run_name: str,
-                  tags: tuple[str, ...], run_dir: str, mode: str) -> dict[str, str]:
+                  tags: tuple[str, ...], run_dir: str, mode: str, run_id: str = "") -> dict[str, str]:
     """WANDB_* for one run of a sweep file ({} for other dialects). `mode` is WANDB_MODE; with
-    "online" the variable is left to the user's environment."""
+    "online" the variable is left to the user's environment. WANDB_SWEEP_PARAM_PATH hands the
+    run its values as an agent does, so programs reading `wandb.config` see them."""
     if spec_format != "wandb":
         return {}
-    found = {"WANDB_RUN_GROUP": experiment, "WANDB_NAME": run_name, "WANDB_DIR": run_dir}
+    found = {"WANDB_RUN_GROUP": experiment, "WANDB_NAME": run_name, "WANDB_DIR": run_dir,
+             "WANDB_SWEEP_PARAM_PATH": f"{run_dir}/{SWEEP_FILES}/config-{run_id}.yaml"}
     if tags:
         found["WANDB_TAGS"] = ",".join(tags)
     if mode != "online":

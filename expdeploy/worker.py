@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,6 +48,80 @@ def read_json(path: str) -> Any:
             return json.load(handle)
     except (FileNotFoundError, ValueError):
         return None
+
+
+def command_key(command: str) -> str:
+    """A short fingerprint of a step's command line (is it the one an earlier attempt ran?)."""
+    return f"{zlib.crc32(command.encode()):08x}"
+
+
+def write_sweep_files(plan: dict[str, Any]) -> None:
+    """What a W&B agent writes before it starts a run (see wandb_runs): the sweep-param file that
+    WANDB_SWEEP_PARAM_PATH names, from which `wandb.init` fills `wandb.config`, and beside it the
+    parameters as JSON (`${args_json_file}`)."""
+    path = (plan.get("env") or {}).get("WANDB_SWEEP_PARAM_PATH")
+    if not path:
+        return
+    args = plan["sweep_args"]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    entries = (f"{_yaml_flow(str(k))}: {{value: {_yaml_flow(v)}}}" for k, v in args.items())
+    lines = ["wandb_version: 1", *entries]
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    with open(os.path.splitext(path)[0] + ".json", "w") as handle:
+        handle.write(json.dumps(args))
+
+
+def write_run_files(run_dir: str, files: dict[str, str]) -> None:
+    """A dialect's own files in the run directory (mlrunner's `param`), rendered by the controller."""
+    for name, text in files.items():
+        path = os.path.join(run_dir, name)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)  # a reader (mlrunner's Examiner) sees the old file or the new one
+
+
+def open_named_log(run_dir: str, step: str, pattern: str) -> Any:
+    """A step's log under a dialect's name (`pattern`, e.g. mlrunner's `log.{step}.<time>`), with
+    `<step>.log` as a second name for it: each launch's attempts write a log file of their own,
+    as the dialect's tools expect, and earlier launches' logs stay under their names."""
+    named = os.path.join(run_dir, pattern.replace("{step}", step))
+    plain = os.path.join(run_dir, f"{step}.log")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(plain)  # it names an earlier launch's log, or is the empty file made ahead
+    handle = open(named, "ab")  # noqa: SIM115 - the caller closes it
+    try:
+        os.link(named, plain)
+    except OSError:  # a file system without hard links
+        with contextlib.suppress(OSError):
+            os.symlink(os.path.basename(named), plain)
+    return handle
+
+
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")  # breaks or unprintable in YAML
+
+
+def _yaml_flow(value: Any) -> str:
+    """`value` as YAML that `yaml.safe_load` reads back as the same value and type (the worker has
+    no PyYAML): floats keep a dot (YAML 1.1 reads `1e-05` as text), strings are quoted."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value:
+            return ".nan"
+        if value in (float("inf"), float("-inf")):
+            return ".inf" if value > 0 else "-.inf"
+        mantissa, e, exponent = repr(value).partition("e")
+        return (mantissa if "." in mantissa else mantissa + ".0") + (e + exponent if e else "")
+    if isinstance(value, list):
+        return "[" + ", ".join(_yaml_flow(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_yaml_flow(str(k))}: {_yaml_flow(v)}" for k, v in value.items()) + "}"
+    text = json.dumps(str(value), ensure_ascii=False)  # a JSON string is a YAML double-quoted one
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def read_manifest(exp_dir: str) -> dict[str, dict[str, Any]]:
@@ -259,6 +334,8 @@ class Execution:
         self.run_dir = run_dir or run_dir_of(exp_dir, plan)
         chosen = [s for s in plan["steps"] if steps is None or s[0] in steps]
         self.steps: list[tuple[str, str]] = [(str(n), str(c)) for n, c in chosen]
+        self.explicit_steps = steps is not None
+        self.done_before: dict[str, dict[str, Any]] = {}
         self.index = -1
         self.proc: subprocess.Popen[bytes] | None = None
         self.cancelled = False
@@ -315,19 +392,49 @@ class Execution:
             self.state["launch"] = self.plan["launch"]
         if self.gpus:
             self.state["gpu_models"] = gpu_models(self.gpus)
+        if self.plan.get("sweep_args") is not None:
+            write_sweep_files(self.plan)
+        if self.plan.get("files"):
+            write_run_files(self.run_dir, self.plan["files"])
+        self.done_before = self._steps_done_before()
         self._next_step()
+
+    def _steps_done_before(self) -> dict[str, dict[str, Any]]:
+        """Steps an unfinished earlier attempt (failed, lost, requeued) completed with the same
+        command (or, for plans that say so, the same name): this attempt starts at the step
+        that did not, as mlrunner does. A run that succeeded before (`--force`) and explicit
+        `--steps` run every chosen step."""
+        if (self.attempt < 2 and not self.extra.get("requeues")) or self.explicit_steps:
+            return {}
+        before = read_json(os.path.join(self.run_dir, "state.json")) or {}
+        if before.get("state") == "succeeded" or not isinstance(before.get("steps"), dict):
+            return {}
+        done = {}
+        by_name = bool(self.plan.get("resume_by_name"))
+        for name, command in self.steps:
+            step = before["steps"].get(name) or {}
+            if step.get("exit_code") != 0 or (not by_name and step.get("command") != command_key(command)):
+                break  # a pipeline: what follows a step that must run again runs again too
+            done[name] = step
+        return done
 
     def _next_step(self) -> None:
         self.index += 1
         if self.cancelled:  # asked to stop between two steps
             self._finish("cancelled", 128 + signal.SIGTERM)
             return
+        while self.index < len(self.steps) and self.steps[self.index][0] in self.done_before:
+            name = self.steps[self.index][0]
+            self.state["steps"][name] = {**self.done_before[name], "skipped": True}
+            self.index += 1
         if self.index >= len(self.steps):
             self._finish("succeeded", 0)
             return
         name, command = self.steps[self.index]
         if self.terminal:
             out: Any = None
+        elif self.plan.get("step_log"):
+            out = open_named_log(self.run_dir, name, self.plan["step_log"])
         else:
             out = open(os.path.join(self.run_dir, f"{name}.log"), "ab")  # noqa: SIM115 - closed below
         try:
@@ -345,7 +452,8 @@ class Execution:
         finally:
             if out is not None:
                 out.close()
-        self.state["steps"][name] = {"start": time.time(), "end": None, "exit_code": None}
+        self.state["steps"][name] = {"start": time.time(), "end": None, "exit_code": None,
+                                     "command": command_key(command)}
         self.state.update(step=name, pgid=self.proc.pid, pgid_start=None)
         if self.announced:
             self.announce_running()
@@ -373,7 +481,7 @@ class Execution:
             return False
         self.proc = None
         if self.preempted and not cancelled:
-            # not a failure: the run goes back to the queue and starts again from its first step
+            # not a failure: the run goes back to the queue and starts again at this step
             self._save(state="pending", queued=self.extra.get("scheduler", "scheduler"), exit_code=code,
                        ended=time.time(), pgid=None, pgid_start=None,
                        requeues=int(self.state.get("requeues") or 0) + 1)

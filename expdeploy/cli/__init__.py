@@ -32,6 +32,10 @@ from expdeploy.errors import ExpdeployError
 class _Group(TyperGroup):
     """Turns expected errors into one line and an exit code, for every command and plugin command."""
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta["expdeploy.argv"] = list(args)  # for a hint that shows the command line corrected
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
@@ -39,7 +43,7 @@ class _Group(TyperGroup):
             state = ctx.obj if isinstance(ctx.obj, CliState) else CliState()
             if state.debug:
                 raise
-            report_error(error, state)
+            report_error(error, state, ctx.meta.get("expdeploy.argv"))
             ctx.exit(error.exit_code)
 
 

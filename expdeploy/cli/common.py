@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from expdeploy.spec.formats import LoadOptions
     from expdeploy.spec.model import ExperimentSpec
     from expdeploy.spec.overrides import Override
 
@@ -22,7 +23,8 @@ SpecArg = Annotated[
     Path,
     typer.Argument(
         help="Experiment file: native YAML, a wandb sweep, an mlrunner params.yaml, "
-        "or an experiments JSON.",
+        "an experiments JSON or a Hydra config; or, after --, a Hydra multirun command line "
+        "(-- python3 train.py -m lr=0.1,0.01).",
         show_default=False,
     ),
 ]
@@ -53,20 +55,51 @@ NameOpt = Annotated[
     str | None, typer.Option("--name", help="Experiment name (default: from the file).")
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for random sampling (wandb random).")]
+ResourcesOpt = Annotated[str | None, typer.Option(
+    "--resources", help="What every run needs, in place of the spec's resources: gpus=1,cpus=4,"
+    "mem=16G,time=2h (W&B sweep files and Hydra lines have nowhere else to say it).",
+    show_default=False)]
+RunCapOpt = Annotated[int | None, typer.Option(
+    "--run-cap", help="W&B sweep files: the number of runs, in place of the file's run_cap (a random "
+    "sweep draws this many; a grid keeps its first N).", show_default=False)]
+
+
+def load_options(command: str | None = None, title: str | None = None, name: str | None = None,
+                 seed: int = 0, run_cap: int | None = None, sample: int | None = None,
+                 server_search: bool = False) -> LoadOptions:
+    """The settings a spec is read with, from the options `plan` and `run` share."""
+    from expdeploy.errors import BadInput
+    from expdeploy.spec.formats import LoadOptions
+
+    if run_cap is not None and run_cap < 1:
+        raise BadInput("--run-cap must be at least 1", key="--run-cap")
+    if sample is not None and sample < 0:
+        raise BadInput("--sample must not be negative", key="--sample")
+    return LoadOptions(name=name, command=command, title=title, seed=seed, run_cap=run_cap,
+                       sample=sample, server_search=server_search)
 
 
 def load_from_cli(
     spec_path: Path,
     overrides: list[str] | None,
-    spec_format: str | None,
-    command: str | None,
-    title: str | None,
-    name: str | None,
-    seed: int,
+    options: LoadOptions,
+    spec_format: str | None = None,
+    resources: str | None = None,
 ) -> tuple[ExperimentSpec, tuple[Override, ...]]:
-    from expdeploy.spec.formats import LoadOptions, load_spec
+    """The spec and overrides of `plan`/`run`: SPEC [OVERRIDES], or after `--` a Hydra multirun
+    line, which Hydra itself expands (its words are Hydra's, not expdeploy overrides); with
+    `--resources`, every run's resources replaced."""
+    from expdeploy.spec.formats import load_spec
+    from expdeploy.spec.hydra_line import is_hydra_line, load_hydra_line
     from expdeploy.spec.overrides import parse_overrides
+    from expdeploy.spec.resource_flag import parse_resources, with_resources
 
-    parsed = parse_overrides(overrides or [])
-    options = LoadOptions(name=name, command=command, title=title, seed=seed)
-    return load_spec(spec_path, options, spec_format), parsed
+    wanted = parse_resources(resources) if resources is not None else None
+    words = [str(spec_path), *(overrides or [])]
+    parsed: tuple[Override, ...] = ()
+    if is_hydra_line(words):
+        spec = load_hydra_line(words, options)
+    else:
+        parsed = parse_overrides(overrides or [])
+        spec = load_spec(spec_path, options, spec_format)
+    return (with_resources(spec, wanted) if wanted else spec), parsed

@@ -20,6 +20,7 @@ from expdeploy.cli.common import (
     SpecArg,
     SpecFormatOpt,
     load_from_cli,
+    load_options,
 )
 from expdeploy.cli.output import CliState
 from expdeploy.errors import EXIT_FAILED_RUNS, BadInput
@@ -292,7 +293,7 @@ def show_command(spec: SpecArg, overrides: OverridesArg = None, run: RunOpt = No
     from expdeploy.expdir import plan_record
     from expdeploy.plan import make_plan
 
-    loaded, parsed = load_from_cli(spec, overrides, spec_format, None, None, None, 0)
+    loaded, parsed = load_from_cli(spec, overrides, load_options(), spec_format)
     plan = make_plan(loaded, parsed, output)
     runs = plan.expansion.runs
     chosen = [r for r in runs if run is None or r.name == run][:1]

@@ -37,8 +37,15 @@ def warn(message: str) -> None:
     stderr().print(f"[yellow]warning:[/] {message}", markup=True)
 
 
-def report_error(error: ExpdeployError, state: CliState) -> None:
-    """One red line (where: key: message) and a hint; JSON on stderr for `--format json`."""
+def report_error(error: ExpdeployError, state: CliState, argv: list[str] | None = None) -> None:
+    """One red line (where: key: message) and a hint; JSON on stderr for `--format json`. An error
+    that says how to fix a word of the command line (`fix`) shows the whole line fixed."""
+    if error.fix and argv and error.fix[0] in argv:
+        import shlex
+
+        fixed = [error.fix[1] if word == error.fix[0] else word for word in argv]
+        reason = (error.hint or "").rsplit(": ", 1)[0] or "instead"  # the example is the line itself
+        error.hint = f"{reason}:  expdeploy {shlex.join(fixed)}"
     if state.json_errors:
         sys.stderr.write(json.dumps(error.to_dict()) + "\n")
         return

@@ -16,11 +16,14 @@ from expdeploy.cli.common import (
     OutputFormat,
     OutputOpt,
     OverridesArg,
+    ResourcesOpt,
+    RunCapOpt,
     SeedOpt,
     SpecArg,
     SpecFormatOpt,
     TitleOpt,
     load_from_cli,
+    load_options,
 )
 from expdeploy.cli.output import CliState, warn
 from expdeploy.errors import BadInput
@@ -47,6 +50,8 @@ def plan_command(
     title: TitleOpt = None,
     name: NameOpt = None,
     seed: SeedOpt = 0,
+    run_cap: RunCapOpt = None,
+    resources: ResourcesOpt = None,
     time_per_run: TimeOpt = None,
     show: ShowOpt = 3,
 ) -> None:
@@ -56,7 +61,9 @@ def plan_command(
 
       expdeploy plan examples/quickstart.yml
 
-      expdeploy plan sweep.yaml lr=0.1,0.01 seed=range(0,3) --format json
+      expdeploy plan sweep.yaml lr=0.1,0.01 'seed=range(0,3)' --format json
+
+      expdeploy plan -- python3 train.py -m lr=0.1,0.01 'seed=range(3)'   # a Hydra multirun line
     """
     from expdeploy.plan import make_plan
     from expdeploy.units import parse_duration
@@ -69,8 +76,11 @@ def plan_command(
             seconds = parse_duration(time_per_run)
         except ValueError as exc:
             raise BadInput(f"{time_per_run!r}: {exc}", key="--time-per-run") from None
-    loaded, parsed = load_from_cli(spec, overrides, spec_format, command, title, name, seed)
+    loaded, parsed = load_from_cli(spec, overrides, load_options(command, title, name, seed, run_cap),
+                                   spec_format, resources)
     result = make_plan(loaded, parsed, output, seconds)
+    for where, note in result.spec.notes:
+        warn(f"{where}: {note}")
     if fmt is OutputFormat.json:
         write_json(result, sys.stdout)
     else:

@@ -52,9 +52,16 @@ def rerun_command(run: RunArg, exp: ExpOpt = None, output: OutputOpt = Path("exp
     launch = launch_of(exp_dir, plan)
     record = read_launch(exp_dir, launch)
     launch_dir = exp_dir / PROVENANCE / launch
-    copy = next(launch_dir.glob("spec.*"))
-    original = Path(record["spec"])
-    spec = original if original.exists() and original.read_bytes() == copy.read_bytes() else copy
+    line = record.get("command_line")  # a Hydra multirun line: Hydra expands it again, in `cwd`
+    if line:
+        spec, overrides = Path(line[0]), list(line[1:])
+    else:
+        copy = next(launch_dir.glob("spec.*"))
+        original = Path(record["spec"])
+        spec = original if original.exists() and original.read_bytes() == copy.read_bytes() else copy
+        if meta.get("format") == "hydra":  # a Hydra config composes with the groups beside it
+            spec = original
+        overrides = list(record.get("overrides") or [])
     cwd = Path.cwd() if here else launch_cwd(exp_dir, launch, record)
     if not cwd.is_dir():
         raise BadInput(f"{cwd}, where run {row.name} ran, is gone", key="RUN",
@@ -66,11 +73,19 @@ def rerun_command(run: RunArg, exp: ExpOpt = None, output: OutputOpt = Path("exp
     load = record.get("load") or {}
     target, backend = _placement(meta)
     os.chdir(cwd)
-    run_command(spec=spec, overrides=list(record.get("overrides") or []), output=exp_dir.parent,
+    run_command(spec=spec, overrides=overrides, output=exp_dir.parent,
                 backend=backend, target=target, force=True, only=[row.name],
                 dry_run=dry_run, detach=detach, spec_format=load.get("spec_format"),
                 command=load.get("command"), title=load.get("title"), name=load.get("name") or exp_dir.name,
-                seed=int(load.get("seed") or 0), wandb_mode=str(load.get("wandb_mode") or "offline"))
+                seed=int(load.get("seed") or 0), wandb_mode=str(load.get("wandb_mode") or "offline"),
+                run_cap=load.get("run_cap"), resources=load.get("resources"),
+                sample=_draws(load, meta))
+
+
+def _draws(load: Mapping[str, Any], meta: Mapping[str, Any]) -> int | None:
+    """`--sample N` again where it stood for a random W&B sweep's run_cap (the same N draws);
+    elsewhere it picked runs, and rerun names its run itself."""
+    return load.get("sample") if meta.get("format") == "wandb" else None
 
 
 def _placement(meta: Mapping[str, Any]) -> tuple[str | None, str | None]:

@@ -14,11 +14,14 @@ from expdeploy.cli.common import (
     NameOpt,
     OutputOpt,
     OverridesArg,
+    ResourcesOpt,
+    RunCapOpt,
     SeedOpt,
     SpecArg,
     SpecFormatOpt,
     TitleOpt,
     load_from_cli,
+    load_options,
 )
 from expdeploy.errors import BadInput, Location
 
@@ -129,6 +132,8 @@ def run_command(
     title: TitleOpt = None,
     name: NameOpt = None,
     seed: SeedOpt = 0,
+    run_cap: RunCapOpt = None,
+    resources: ResourcesOpt = None,
 ) -> None:
     """Run every run of SPEC; runs that already succeeded are skipped, so re-running resumes.
 
@@ -153,12 +158,14 @@ def run_command(
       expdeploy run grid.yml --target lab        # the GPUs of a target's SSH hosts
 
       expdeploy run sweep.yaml --backend wandb --on slurm --target atlas --agents 8
+
+      expdeploy run -- python3 train.py -m lr=0.1,0.01 'seed=range(3)'   # a Hydra multirun line
     """
     from expdeploy.backend import BackendOptions, Task
     from expdeploy.controller import Controller, RunSettings, Selection, select_runs
     from expdeploy.expdir import RunPreparer, plan_record, write_manifest
     from expdeploy.ledger import Ledger
-    from expdeploy.placement import choose, gather, make_backend
+    from expdeploy.placement import backend_named, choose, gather, make_backend
     from expdeploy.plan import make_plan
     from expdeploy.progress import Progress
     from expdeploy.wandb_runs import MODES, run_variables
@@ -169,7 +176,10 @@ def run_command(
         raise BadInput("--jobs must be at least 1", key="--jobs")
     if max_concurrent is not None and max_concurrent < 1:
         raise BadInput("--max-concurrent must be at least 1", key="--max-concurrent")
-    loaded, parsed = load_from_cli(spec, overrides, spec_format, command, title, name, seed)
+    chosen_backend = _backend_class(backend_named(backend, target, Path.cwd()))
+    options_in = load_options(command, title, name, seed, run_cap, sample, chosen_backend.drives_search)
+    loaded, parsed = load_from_cli(spec, overrides, options_in, spec_format, resources)
+    line = loaded.extra.get("command_line") if loaded.format == "hydra" else None  # SPEC is no file
     plan = make_plan(loaded, parsed, output)
     cwd = Path.cwd()
     placement = choose(backend, target, cwd, plan.exp_dir)
@@ -177,12 +187,15 @@ def run_command(
     if wandb_mode not in MODES:
         raise BadInput(f"--wandb-mode {wandb_mode!r}", key="--wandb-mode", hint=f"one of {', '.join(MODES)}")
     spec_meta = (loaded.format, plan.spec.extra, plan.spec.name)
+    for where, note in plan.spec.notes:
+        sys.stderr.write(f"warning: {where}: {note}\n")
 
     def make_records(run_cwd: str, launch: str | None = None) -> list[dict[str, Any]]:
         return [plan_record(run, Path(placement.exp_dir), plan.launch_time, Path(run_cwd),
                             envs.get(id(run.recipe)),
                             run_variables(*spec_meta, run.name, run.tags,
-                                          f"{placement.exp_dir}/runs/{run.name}", wandb_mode), launch)
+                                          f"{placement.exp_dir}/runs/{run.name}", wandb_mode, run.run_id),
+                            launch)
                 for run in plan.expansion.runs]
 
     records = make_records(placement.cwd)
@@ -193,10 +206,11 @@ def run_command(
     options = BackendOptions(exp_dir=plan.exp_dir, jobs=1 if first else jobs, gpus=gpu_ids,
                              runs_per_gpu=runs_per_gpu, gpu_free_memory_mib=gpu_free_memory,
                              gpu_free_util_percent=gpu_free_util,
-                             workers=plan.spec.recipes[0].resources.workers if gpus is None else (),
+                             workers=_workers(plan.spec.recipes) if gpus is None else (),
                              max_concurrent=max_concurrent, max_retries=max_retries,
                              requeue_signal=_signal(signal), host_timeout=host_timeout, on=on,
-                             spec_path=spec, sweep=sweep, agent_runs=runs_per_agent)
+                             spec_path=None if line else spec, sweep=sweep, agent_runs=runs_per_agent,
+                             agents=agents)
     backend_class = _backend_class(placement.backend)
     queues = backend_class.queues
     if agents is None and backend_class.agents_only:
@@ -226,7 +240,9 @@ def run_command(
         launch = reused or record_launch(plan.exp_dir, cwd, tree, spec, overrides or [],
                                          environment_info(run_envs, here=not placement.remote), snapshot,
                                          {"spec_format": spec_format, "command": command, "title": title,
-                                          "name": name, "seed": seed, "wandb_mode": wandb_mode})
+                                          "name": name, "seed": seed, "wandb_mode": wandb_mode,
+                                          "run_cap": run_cap, "sample": sample, "resources": resources},
+                                         command_line=line)
         run_cwd = placement.cwd
         if launch.snapshot is not None and reused is None:  # backends send the exp dir, snapshots too
             run_cwd = str(Path(placement.exp_dir) / launch.snapshot.relative_to(plan.exp_dir))
@@ -239,7 +255,8 @@ def run_command(
         if only and ledger.meta().get("backend"):  # one run again: the experiment stays where it is
             ledger.set_meta({"controller": owner()})
         else:
-            ledger.set_meta({"cwd": str(cwd), "spec": str(spec.absolute()), "format": loaded.format,
+            ledger.set_meta({"cwd": str(cwd), "format": loaded.format,
+                             "spec": _shell_line(line) if line else str(spec.absolute()),
                              "overrides": overrides or [], "controller": owner(), **placement.meta(),
                              **({"metric": dict(plan.spec.metric)} if plan.spec.metric else {}),
                              **({"synced_commit": synced} if synced else {})})
@@ -253,10 +270,13 @@ def run_command(
         write_manifest(plan.exp_dir, [dict(r) for r in selection.start])
     skipped = ", ".join(f"{n} {why}" for why, n in selection.skipped.items())
     out = sys.stdout
-    out.write(f"{plan.spec.name}: {len(selection.start)} of {len(records)} runs to start"
-              + (f" ({skipped})" if skipped else "") + f"  [{plan.exp_dir}]\n")
+    if plan.spec.chosen_elsewhere:
+        out.write(f"{plan.spec.name}: {plan.spec.chosen_elsewhere}  [{plan.exp_dir}]\n")
+    else:
+        out.write(f"{plan.spec.name}: {len(selection.start)} of {len(records)} runs to start"
+                  + (f" ({skipped})" if skipped else "") + f"  [{plan.exp_dir}]\n")
     if dry_run:
-        if queues:
+        if queues or backend_class.agents_only:
             placed = make_backend(placement, options)
             out.write(placed.preview([Task(r["run_id"], selection.attempts[r["run_id"]], r)
                                       for r in selection.start]))
@@ -317,6 +337,11 @@ def _target_envs(target: Target | None, recipes: Sequence[Recipe]) -> dict[int, 
                         hint=hint)
 
     return {id(r): with_target(r.env, target.wrap, where or Location("targets"), fail) for r in recipes}
+
+
+def _workers(recipes: Sequence[Recipe]) -> tuple[str, ...]:
+    """mlrunner's `resource` list: one slot per entry (a search the server drives has no recipe)."""
+    return recipes[0].resources.workers if recipes else ()
 
 
 def _check_only(only: list[str] | None, records: Sequence[Mapping[str, Any]]) -> None:
@@ -396,6 +421,12 @@ def _start_agents(placed: Backend, count: int, plans: Sequence[Mapping[str, Any]
     for note in placed.drain_notes():  # what was started, and where: before following begins
         sys.stdout.write(f"{note}\n")
     ledger.set_meta({"agent_arrays": [*(ledger.meta().get("agent_arrays") or []), *jobs]})
+
+
+def _shell_line(words: Sequence[str]) -> str:
+    import shlex
+
+    return shlex.join(words)
 
 
 def _backend_class(name: str) -> type[Backend]:

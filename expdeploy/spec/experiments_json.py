@@ -1,5 +1,6 @@
 """Experiments JSON in the style of `prepare_experiments.py`: `{"experiment_group": ...,
 "experiments": [{nested params}, ...]}`, one explicit run per entry; the command comes from --command.
+As that script does, each run's parameters end with the file's `experiment_group`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from expdeploy.spec.model import Block, ExperimentSpec, Recipe, Resources, Step,
 from expdeploy.spec.source import LocatedDict, SpecSource
 from expdeploy.spec.walk import Walker
 
-KEYS = ("experiment_group", "experiments")
+GROUP = "experiment_group"
+KEYS = (GROUP, "experiments")
 
 
 class ExperimentsJsonFormat:
@@ -42,10 +44,13 @@ class ExperimentsJsonFormat:
             raise walker.fail(doc, "experiments", "experiments", "is empty")
         runs = []
         locations: dict[str, Location] = {}
+        group = doc.get("experiment_group")
         for i, entry in enumerate(entries):
             if not isinstance(entry, dict):
                 raise walker.fail(entries, i, f"experiments[{i}]", "expected an object of parameters")
             flat = walker.flat_params(entry, f"experiments[{i}]")
+            if group is not None:  # `experiment_config["experiment_group"] = ...`: last, or in place
+                flat[GROUP] = group
             for key in flat:
                 locations.setdefault(key, walker.at(entries, i))
             runs.append(flat)

@@ -22,6 +22,11 @@ class LoadOptions:
     command: str | None = None  # command template for formats that have none (experiments JSON)
     title: str | None = None  # mlrunner: only the grid documents with this `_title`
     seed: int = 0  # random sampling (wandb `method: random`)
+    run_cap: int | None = None  # W&B sweeps: `run_cap` in place of the file's (--run-cap)
+    sample: int | None = None  # --sample N: also the draws of a random sweep that has no run_cap
+    # The backend's own service drives the search (a W&B sweep under --backend wandb): methods
+    # that cannot be expanded here (bayes, random without run_cap, early_terminate) are accepted.
+    server_search: bool = False
 
 
 class SpecFormat(Protocol):

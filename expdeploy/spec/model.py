@@ -52,13 +52,42 @@ class Resources:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentArgs:
+    """All-parameter forms (`{args}`, `{args_json}`, ...) built as a W&B agent builds them: the
+    parameters in the order of W&B's sweeps engine, those of nested `parameters:` blocks
+    nested again under the keys of `paths` (name -> keys), every other name flat as written."""
+
+    paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Recipe:
     """How a run is made: its ordered steps (a pipeline) and its resources."""
 
     steps: tuple[Step, ...]
     resources: Resources
-    nested_args: bool = False  # all-parameter forms re-nest dotted names (wandb agents do)
+    agent_args: AgentArgs | None = None  # W&B sweep files: what a W&B agent passes (see AgentArgs)
     env: EnvSpec | None = None  # the environment every step runs in (`env:`), None: as it is
+    layout: RunLayout | None = None  # a dialect's own files in each run directory (see RunLayout)
+    # The commands are written out with the parameters already in them (a Hydra job's overrides):
+    # no parameter is an orphan for want of a placeholder.
+    holds_params: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunLayout:
+    """What a dialect's own tools read in a run directory (mlrunner's `param` and
+    `log.<step>.<time>`), so they keep working on expdeploy's runs. The controller renders the
+    files into the run's plan; the worker writes them where the run executes."""
+
+    # (params, rendered command of each step, builtins such as run_dir) -> file name -> text
+    files: Callable[[Mapping[str, Any], Mapping[str, str], Mapping[str, str]], dict[str, str]]
+    # A second name for each step's log, e.g. "log.{step}.{launch_time}" (builtins filled in):
+    # each launch's attempts then write a log of their own, `<step>.log` naming the latest.
+    step_log: str | None = None
+    # A retry skips the steps an earlier attempt finished by their name, as mlrunner's `stat`
+    # does (its commands may hold `{_time}`, new at every launch), not only when unchanged.
+    resume_by_name: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +101,8 @@ class Factor:
     names: tuple[str, ...]
     fragments: tuple[Mapping[str, Any], ...]
     where: Location
+    # What each fragment shows in a dialect's run names (see RunNaming); None: the fragment itself
+    labels: tuple[Mapping[str, Any], ...] | None = None
 
     def without(self, drop: set[str]) -> Factor | None:
         """This factor with some parameters removed (they are set elsewhere), None if none remain."""
@@ -81,7 +112,7 @@ class Factor:
         if len(names) == len(self.names):
             return self
         frags = tuple({k: v for k, v in f.items() if k not in drop} for f in self.fragments)
-        return Factor(names, frags, self.where)
+        return Factor(names, frags, self.where, self.labels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +158,25 @@ class Block:
     distributions: tuple[Distribution, ...] = ()
     sampling: Sampling | None = None
     limit: int | None = None  # keep only the first N runs (wandb `run_cap` on a grid)
+    naming: RunNaming | None = None  # the dialect names its runs itself (products and explicit runs)
 
     @property
     def has_product(self) -> bool:
         return bool(self.factors or self.distributions or self.sampling) or not self.explicit
+
+
+@dataclass(frozen=True, slots=True)
+class RunNaming:
+    """A dialect's own run directory names (mlrunner's `Lr_0.1-Seed_0`): `name` makes one from a
+    run's labels, the `Factor.labels` of its fragments merged in factor order (an explicit run's
+    labels are its parameters), with the overrides applied. Two runs never share a directory:
+    a name that is taken or cannot be one gets the run id, as other names do."""
+
+    name: Callable[[Mapping[str, Any]], str]
+    # The same parameters reached again under the same name are one run with the steps of both
+    # recipes (mlrunner runs both tasks in its one directory): one recipe per union of steps
+    # that can arise, steps in pipeline order. Empty: the first recipe wins, as for other runs.
+    recipes: tuple[Recipe, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +192,18 @@ class ExperimentSpec:
     run_name: Template | None = None
     metric: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[tuple[Location, str], ...] = ()  # warnings for plan and run (file:line, text)
+    # Set when a service chooses the runs (a bayes W&B sweep under --backend wandb): what it
+    # will do, in words; such a spec may have no runs to expand here.
+    chosen_elsewhere: str | None = None
 
     @property
     def recipes(self) -> tuple[Recipe, ...]:
         seen: dict[int, Recipe] = {}
         for block in self.blocks:
             seen.setdefault(id(block.recipe), block.recipe)
+            for merged in block.naming.recipes if block.naming else ():
+                seen.setdefault(id(merged), merged)
         return tuple(seen.values())
 
     def known_params(self) -> set[str]:

@@ -6,6 +6,7 @@ command, defaults and resources).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from expdeploy.errors import Location
@@ -212,7 +213,7 @@ class _NativeLoader(Walker):
             sub_recipe = recipe
             if "resources" in sub:
                 res = self.resources(sub, "resources", f"{path}.resources", recipe.resources)
-                sub_recipe = Recipe(recipe.steps, res, recipe.nested_args)
+                sub_recipe = replace(recipe, resources=res)
             blocks.append(Block(
                 sub_recipe, self.at(subgrids, i), {**defaults, **sub_defaults},
                 tuple(shared + own), self.explicit_runs(sub, f"{path}.runs"),

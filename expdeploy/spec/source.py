@@ -42,8 +42,11 @@ def line_of(container: Any, key: Any = None) -> int | None:
 
 
 @cache
-def _loader() -> Any:
+def _loader(pyyaml_typing: bool = False) -> Any:
     """Safe loader with YAML 1.2 floats (`1e-4`), no timestamp conversion, and located nodes.
+    With `pyyaml_typing`, scalars are typed exactly as `yaml.safe_load` types them (YAML 1.1:
+    `1e-4` is a string), which is how tools built on PyYAML (wandb, mlrunner) read their files;
+    timestamps still stay text.
 
     Built on first use: importing PyYAML and compiling its resolvers costs ~20 ms at start-up.
     """
@@ -59,11 +62,12 @@ def _loader() -> Any:
         first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
         for first, resolvers in base.yaml_implicit_resolvers.items()
     }
-    Loader.add_implicit_resolver(
-        "tag:yaml.org,2002:float",
-        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-        list("-+0123456789"),
-    )
+    if not pyyaml_typing:
+        Loader.add_implicit_resolver(
+            "tag:yaml.org,2002:float",
+            re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+            list("-+0123456789"),
+        )
     Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
     Loader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
     return Loader
@@ -148,9 +152,17 @@ class SpecSource:
     @cached_property
     def documents(self) -> list[Any]:
         """All YAML documents, located; raises SpecError with file:line when malformed."""
+        return self._parse(pyyaml_typing=False)
+
+    @cached_property
+    def pyyaml_documents(self) -> list[Any]:
+        """The documents with scalars typed as `yaml.safe_load` types them (see `_loader`)."""
+        return self._parse(pyyaml_typing=True)
+
+    def _parse(self, pyyaml_typing: bool) -> list[Any]:
         import yaml
 
-        loader = _loader()(self.text)
+        loader = _loader(pyyaml_typing)(self.text)
         loader.name = self.name
         try:
             docs = []

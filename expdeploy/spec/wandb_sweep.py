@@ -1,6 +1,6 @@
-"""W&B sweep files, read as they are: `method`, `parameters` (values, distributions, nested
-`parameters`), `program`, `command` macros, `run_cap`, `metric`, and the composite `subtests`
-extension. Grid and random sweeps expand offline; parameters reach the program as an agent passes them.
+"""W&B sweep files, read as `wandb sweep` reads them (PyYAML's typing: `1e-5` is text) and run as
+its agents run them: `method`, `parameters` (values, distributions, nested `parameters`),
+`program`, `command` macros, `run_cap`, `metric`, and deploy_sweeps.py's composite `subtests`.
 """
 
 from __future__ import annotations
@@ -8,14 +8,17 @@ from __future__ import annotations
 import math
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from expdeploy.errors import Location
 from expdeploy.launch import NAME
 from expdeploy.plugins import hookimpl
 from expdeploy.spec.formats import MAYBE, NO, SURE, LoadOptions, SpecFormat
 from expdeploy.spec.model import (
+    AgentArgs,
     Block,
     Distribution,
     ExperimentSpec,
@@ -26,17 +29,21 @@ from expdeploy.spec.model import (
     Step,
     Template,
 )
-from expdeploy.spec.source import LocatedDict, SpecSource
+from expdeploy.spec.source import LocatedDict, SpecSource, line_of
 from expdeploy.spec.walk import Walker, type_name
+from expdeploy.wandb_runs import ARGS_JSON_FILE
 
 TOP_KEYS = ("method", "parameters", "program", "command", "name", "description", "entity",
             "project", "run_cap", "metric", "early_terminate", "controller", "metrics",
-            "scheduler", "job", "image_uri", "apiVersion", "kind")
+            "scheduler", "job", "image_uri", "apiVersion", "kind", "settings")
 PARAM_KEYS = ("value", "values", "distribution", "min", "max", "mu", "sigma", "q",
               "probabilities", "a", "b", "parameters")
 GRID_DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "q_uniform")
+SERVER_METHODS = ("bayes", "custom")  # only the W&B server can choose their runs
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
 SUBTESTS = "subtests"
+TAGS_PARAM = "_tags"  # deploy_sweeps.py gives every run `--_tags=<its subtest's key>`
+TRIALS, NODES = "_num_trials", "_num_nodes"  # deploy_sweeps.py's own keys, never parameters
 
 _MACROS = {
     "env": "/usr/bin/env",
@@ -47,8 +54,8 @@ _MACROS = {
     "args_no_equals": "{args_no_equals}",
     "args_append_hydra": "{args_append_hydra}",
     "args_override_hydra": "{args_override_hydra}",
-    "args_json": "{params_json}",
-    "args_json_file": "{params_file}",
+    "args_json": "{args_json}",
+    "args_json_file": ARGS_JSON_FILE,
 }
 _ENVVAR = re.compile(r"\$\{envvar:([A-Z0-9_]*)\}")
 _FLAG_LIKE = re.compile(r"\[(" + NAME + r")\]")
@@ -87,6 +94,63 @@ _DRAWS: dict[str, tuple[tuple[str, ...], Callable[[Any, dict[str, Any]], Any]]] 
 _DEPRECATED = ("log_uniform", "q_log_uniform", "inv_log_uniform")
 
 
+@dataclass(frozen=True, slots=True)
+class Subtest:
+    """One sweep of a composite file, as deploy_sweeps.py makes it."""
+
+    key: str  # the `subtests` key as written: the runs' `_tags` value
+    parameters: LocatedDict  # W&B parameter entries: the shared ones, this subtest's over them
+    trials: Any = None  # `_num_trials`: that many identical sweeps
+    nodes: Any = None  # `_num_nodes`: how many agents to start (deploy_sweeps prints the line N times)
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(t.strip() for t in self.key.split(",") if t.strip())
+
+
+def composite_subtests(parameters: Mapping[Any, Any]) -> list[Subtest]:
+    """deploy_sweeps.py's reading of a composite `parameters:` block, one sweep per `subtests` key:
+    the subtest's entries replace shared ones of the same name whole, `_tags` is set last to
+    the key, and a plain value stands for an entry (a list is `values`, a mapping is kept,
+    anything else is `value`). Shared by the loader and `--backend wandb`."""
+    shared = {k: v for k, v in parameters.items() if k != SUBTESTS}
+    subtests = parameters.get(SUBTESTS) or {}
+    found = []
+    for key, own in subtests.items():
+        merged: dict[Any, Any] = {**shared, **(own or {})}
+        trials, nodes = merged.pop(TRIALS, None), merged.pop(NODES, None)
+        entries = LocatedDict()
+        entries.line, entries.key_lines = line_of(subtests, key), {}
+        for name, value in merged.items():
+            source = own if isinstance(own, Mapping) and name in own else shared
+            entries[name] = _entry(value, line_of(parameters if source is shared else own, name))
+            entries.key_lines[name] = line_of(parameters if source is shared else own, name) or 0
+        entries[TAGS_PARAM] = _entry({"value": str(key)}, line_of(subtests, key))
+        entries.key_lines[TAGS_PARAM] = line_of(subtests, key) or 0
+        found.append(Subtest(str(key), entries, trials, nodes))
+    return found
+
+
+def _entry(value: Any, line: int | None) -> Any:
+    if isinstance(value, Mapping):
+        return value
+    entry = LocatedDict({"values": value} if isinstance(value, list) else {"value": value})
+    entry.line = line
+    return entry
+
+
+@dataclass(frozen=True, slots=True)
+class _Param:
+    name: str  # the dotted name expdeploy uses (overrides, results, run names)
+    path: tuple[str, ...]  # the keys W&B nests it under; a dotted name as written is one key
+    spec: Mapping[str, Any]
+    container: Any  # the mapping that holds it, for file:line
+
+    @property
+    def where_key(self) -> str:
+        return self.path[-1]
+
+
 class WandbSweepFormat:
     name = "wandb"
     description = "W&B sweep configuration (method, parameters, program, command, subtests)"
@@ -104,7 +168,7 @@ class WandbSweepFormat:
 
 class _SweepLoader(Walker):
     def load(self) -> ExperimentSpec:
-        docs = [d for d in self.source.documents if d is not None]
+        docs = [d for d in self.source.pyyaml_documents if d is not None]
         if len(docs) != 1 or not isinstance(docs[0], LocatedDict):
             raise self.fail(None, None, "", "a sweep file holds exactly one mapping")
         doc = docs[0]
@@ -112,36 +176,45 @@ class _SweepLoader(Walker):
             raise self.fail(doc, None, "--title", "applies only to mlrunner files")
         self.check_keys(doc, TOP_KEYS, "")
         method = self.method(doc)
-        parameters = self.mapping(doc, "parameters", "parameters", required=True)
-        subtests = parameters.get(SUBTESTS)
-        shared = self.params({k: v for k, v in parameters.items() if k != SUBTESTS},
-                             parameters, "parameters", "")
-        run_cap = self.integer(doc, "run_cap", "run_cap", minimum=1) if "run_cap" in doc else None
-        if method == "random" and run_cap is None:
-            raise self.fail(doc, "method", "method", "a random sweep needs `run_cap` to be expanded",
-                            hint="add `run_cap: 20` (how many runs to draw)")
-        groups: list[tuple[tuple[str, ...], list[tuple[str, dict[str, Any], Any]]]] = []
-        if subtests is None:
-            groups.append(((), shared))
-        else:
-            subs = self.mapping(parameters, SUBTESTS, f"parameters.{SUBTESTS}")
-            if not subs:
-                raise self.fail(parameters, SUBTESTS, "parameters.subtests", "is empty")
-            for key in subs:
-                tags = tuple(t.strip() for t in str(key).split(",") if t.strip())
-                path = f"parameters.subtests.{key}"
-                own = self.params(self.mapping(subs, key, path), subs, path, "")
-                own_names = {n for n, _, _ in own}
-                groups.append((tags, [p for p in shared if p[0] not in own_names] + own))
-        recipe = Recipe((Step("main", self.command(doc)),), Resources(), nested_args=True)
-        blocks = [self.block(recipe, method, run_cap, tags, params) for tags, params in groups]
-        locations = {n: self.at(c, n.split(".")[-1]) for _, ps in groups for n, _, c in ps}
+        elsewhere = self.options.server_search and method != "grid"
+        run_cap = self.run_cap(doc, method, elsewhere)
+        template = self.command(doc)
+        blocks = []
+        locations: dict[str, Location] = {}
+        for tags, parameters in self.groups(doc):
+            params = self.params(parameters, parameters, "parameters", ())
+            recipe = Recipe((Step("main", template),), Resources(),
+                            agent_args=AgentArgs({p.name: p.path for p in params if len(p.path) > 1}))
+            blocks.append(self.block(recipe, method, run_cap, tags, params))
+            locations.update({p.name: self.at(p.container, p.where_key) for p in params})
         name = self.options.name or self.experiment_name(doc)
         return ExperimentSpec(
-            name=name, source=self.source.where(), format="wandb", blocks=tuple(blocks),
+            name=name, source=self.source.where(), format="wandb",
+            blocks=() if elsewhere else tuple(blocks),
             param_locations=locations, metric=self.metric(doc),
             extra={k: doc[k] for k in ("program", "method", "entity", "project") if k in doc},
+            notes=self.notes(doc, elsewhere),
+            chosen_elsewhere=(f"a {method} search, {f'run_cap {run_cap}' if run_cap else 'no run_cap'}: "
+                              "the W&B server chooses its runs") if elsewhere else None,
         )
+
+    def groups(self, doc: LocatedDict) -> list[tuple[tuple[str, ...], LocatedDict]]:
+        """(tags, parameter entries) of each sweep the file makes: one, or one per subtest."""
+        parameters = self.mapping(doc, "parameters", "parameters", required=True)
+        if SUBTESTS not in parameters:
+            return [((), parameters)]
+        if not self.mapping(parameters, SUBTESTS, f"parameters.{SUBTESTS}"):
+            raise self.fail(parameters, SUBTESTS, "parameters.subtests", "is empty")
+        found = []
+        for sub in composite_subtests(parameters):
+            path = f"parameters.subtests.{sub.key}"
+            if sub.trials not in (None, 1) and not self.options.server_search:
+                raise self.fail(parameters[SUBTESTS], sub.key, f"{path}.{TRIALS}",
+                                f"{TRIALS}: {sub.trials} asks for identical sweeps, whose runs would be one "
+                                "run here (a run is its parameters)",
+                                hint="add a seed parameter with that many values, or use --backend wandb")
+            found.append((sub.tags, sub.parameters))
+        return found
 
     def experiment_name(self, doc: LocatedDict) -> str:
         from expdeploy.names import sanitize
@@ -154,16 +227,38 @@ class _SweepLoader(Walker):
         if "method" not in doc:
             raise self.fail(doc, None, "method", "is missing", hint="add `method: grid` or `random`")
         method = doc["method"]
-        if method in ("bayes", "custom"):
+        if method in SERVER_METHODS and not self.options.server_search:
             raise self.fail(doc, "method", "method",
-                            f"a {method} search is driven by the W&B server and cannot be expanded",
-                            hint="use method: grid, or random with run_cap, to expand it offline")
-        if method not in ("grid", "random"):
+                            f"a {method} search is driven by the W&B server and cannot be expanded here",
+                            hint="run it with --backend wandb (agents here, runs chosen by W&B), or use "
+                                 "method: grid, or random with run_cap, to expand it offline")
+        if method not in ("grid", "random", *SERVER_METHODS):
             raise self.fail(doc, "method", "method", f"unknown method {method!r}",
                             hint="one of: grid, random, bayes, custom")
         return str(method)
 
+    def run_cap(self, doc: LocatedDict, method: str, elsewhere: bool) -> int | None:
+        cap = self.options.run_cap
+        if cap is None and "run_cap" in doc:
+            cap = self.integer(doc, "run_cap", "run_cap", minimum=1)
+        if method == "random" and cap is None and not elsewhere:
+            cap = self.options.sample
+            if cap is None:
+                raise self.fail(doc, "method", "method", "a random sweep needs `run_cap` to be expanded",
+                                hint="add `run_cap: 20` to the file, or pass --run-cap 20 (how many runs "
+                                     "to draw)")
+        return cap
+
+    def notes(self, doc: LocatedDict, elsewhere: bool) -> tuple[tuple[Location, str], ...]:
+        if "early_terminate" in doc and not self.options.server_search:
+            return ((self.at(doc, "early_terminate"),
+                     "early_terminate is not applied when expdeploy expands the sweep: every run runs "
+                     "to its end (under --backend wandb the W&B server stops runs)"),)
+        return ()
+
     def command(self, doc: LocatedDict) -> Template:
+        if self.options.command:  # expdeploy's own template syntax, as in every dialect
+            return Template(self.options.command, Location("--command"))
         words = doc.get("command") or DEFAULT_COMMAND
         if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
             raise self.fail(doc, "command", "command", "expected a list of strings",
@@ -195,27 +290,36 @@ class _SweepLoader(Walker):
             pieces.append(_literal(word[pos:]))
         return "".join(pieces)
 
-    def params(
-        self, params: dict[str, Any], container: Any, path: str, prefix: str
-    ) -> list[tuple[str, dict[str, Any], Any]]:
-        """Flattened (dotted name, definition, container) triples, sorted by name as wandb does."""
-        out = []
-        for key, spec in params.items():
+    def params(self, params: Mapping[Any, Any], container: Any, path: str,
+               prefix: tuple[str, ...]) -> list[_Param]:
+        """Every parameter entry, nested `parameters:` blocks flattened (their keys in `path`), in
+        the order W&B's sweeps engine takes them: keys sorted at every level."""
+        out: list[_Param] = []
+        for key in sorted(params, key=str):
+            spec = params[key]
             name = self.param_name(container, key, key, f"{path}.{key}")
-            if not isinstance(spec, dict):
+            if not isinstance(spec, Mapping):
                 raise self.fail(container, key, f"{path}.{key}",
-                                f"expected a mapping such as {{values: [...]}}, got {type_name(spec)}")
+                                f"expected a mapping such as {{values: [...]}}, got {type_name(spec)}",
+                                hint="plain values stand for entries only in a composite file (with "
+                                     "`subtests`); here write {value: ...} or {values: [...]}")
             self.check_keys(spec, PARAM_KEYS, f"{path}.{key}")
             if "parameters" in spec:
                 nested = self.mapping(spec, "parameters", f"{path}.{key}.parameters")
-                out += self.params(nested, nested, f"{path}.{key}.parameters", f"{prefix}{name}.")
+                out += self.params(nested, nested, f"{path}.{key}.parameters", (*prefix, name))
             else:
-                out.append((prefix + name, spec, container))
-        return sorted(out, key=lambda p: p[0])
+                out.append(_Param(".".join((*prefix, name)), (*prefix, name), spec, container))
+        seen: dict[str, _Param] = {}
+        for param in out:
+            if param.name in seen:
+                raise self.fail(param.container, param.where_key, f"parameters.{param.name}",
+                                f"{param.name!r} is given twice: as a dotted name and as a nested "
+                                "parameter", hint="keep one of them")
+            seen[param.name] = param
+        return out
 
-    def distribution(self, name: str, spec: dict[str, Any], container: Any) -> str:
-        path = f"parameters.{name}"
-        key = name.split(".")[-1]
+    def distribution(self, param: _Param) -> str:
+        spec, path = param.spec, f"parameters.{param.name}"
         if "distribution" in spec:
             dist = spec["distribution"]
             if dist in _DEPRECATED:
@@ -235,36 +339,45 @@ class _SweepLoader(Walker):
         if "values" in spec:
             return "categorical_w_probabilities" if "probabilities" in spec else "categorical"
         if "min" in spec and "max" in spec:
-            ints = all(isinstance(spec[k], int) and not isinstance(spec[k], bool)
-                       for k in ("min", "max"))
-            return "int_uniform" if ints else "uniform"
-        raise self.fail(container, key, path, "has no value, values, or min/max",
+            return self.bounds_kind(param)
+        raise self.fail(param.container, param.where_key, path, "has no value, values, or min/max",
                         hint="e.g. {values: [0.1, 0.01]} or {min: 0.0001, max: 0.1}")
 
-    def block(
-        self, recipe: Recipe, method: str, run_cap: int | None, tags: tuple[str, ...],
-        params: list[tuple[str, dict[str, Any], Any]],
-    ) -> Block:
+    def bounds_kind(self, param: _Param) -> str:
+        """min/max without a distribution, as `wandb sweep` fills it in: both integers give
+        int_uniform, both floats uniform, anything else is refused as ambiguous."""
+        low, high = param.spec["min"], param.spec["max"]
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)):
+            return "int_uniform"
+        if all(isinstance(v, float) for v in (low, high)):
+            return "uniform"
+        texts = [v for v in (low, high) if isinstance(v, str)]
+        raise self.fail(param.spec, "min", f"parameters.{param.name}",
+                        f"min {low!r} and max {high!r} are ambiguous: W&B wants two integers "
+                        "(int_uniform) or two floats (uniform)",
+                        hint=f"W&B reads {texts[0]} as text, not a number: write it with a dot, e.g. "
+                             f"{_with_dot(texts[0])}" if texts else "write both as floats, e.g. 0.0 and 1.0")
+
+    def block(self, recipe: Recipe, method: str, run_cap: int | None, tags: tuple[str, ...],
+              params: list[_Param]) -> Block:
         defaults: dict[str, Any] = {}
         factors: list[Factor] = []
         draws: list[Distribution] = []
-        for name, spec, container in params:
-            dist = self.distribution(name, spec, container)
-            where = self.at(container, name.split(".")[-1])
-            path = f"parameters.{name}"
+        for param in params:
+            dist = self.distribution(param)
+            spec, name, path = param.spec, param.name, f"parameters.{param.name}"
+            where = self.at(param.container, param.where_key)
             if method == "grid" and dist not in GRID_DISTRIBUTIONS:
-                raise self.fail(container, name.split(".")[-1], path,
+                raise self.fail(param.container, param.where_key, path,
                                 f"distribution {dist} cannot be used with method: grid",
                                 hint=f"grid accepts {', '.join(GRID_DISTRIBUTIONS)}")
             if dist == "constant":
-                value = spec["value"]
-                defaults.update(self.flat_params({name: value}, path) if isinstance(value, dict)
-                                else {name: value})
+                defaults[name] = spec["value"]  # a mapping value stays one value, as W&B passes it
             elif dist == "categorical":
                 values = spec["values"]
                 if not isinstance(values, list) or not values:
                     raise self.fail(spec, "values", f"{path}.values", "expected a non-empty list")
-                factors.append(self.factor(spec, "values", name, values, path))
+                factors.append(Factor((name,), tuple({name: v} for v in values), where))
             elif dist in ("int_uniform", "q_uniform") and method == "grid":
                 factors.append(Factor((name,), tuple({name: v} for v in self.grid_values(
                     dist, spec, path)), where))
@@ -275,7 +388,7 @@ class _SweepLoader(Walker):
                      distributions=tuple(draws), sampling=sampling,
                      limit=run_cap if method == "grid" else None)
 
-    def grid_values(self, dist: str, spec: dict[str, Any], path: str) -> list[Any]:
+    def grid_values(self, dist: str, spec: Mapping[str, Any], path: str) -> list[Any]:
         low, high = spec.get("min"), spec.get("max")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
             raise self.fail(spec, "min", path, "min and max must be numbers")
@@ -299,6 +412,15 @@ class _SweepLoader(Walker):
             raise self.fail(metric, "goal", "metric.goal", f"expected minimize or maximize, "
                             f"got {goal!r}")
         return {"name": metric["name"], "goal": goal}
+
+
+def _with_dot(text: str) -> str:
+    """`1e-5` as YAML 1.1 reads a float: a dot in the mantissa and a sign in the exponent."""
+    mantissa, _, exponent = text.lower().partition("e")
+    if not exponent:
+        return text
+    sign = "" if exponent[:1] in "+-" else "+"
+    return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{sign}{exponent}"
 
 
 def _literal(text: str) -> str:

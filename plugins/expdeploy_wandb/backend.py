@@ -11,7 +11,7 @@ from typing import Any
 
 from expdeploy.backend import Backend, BackendOptions, Task, Waker, available_backends
 from expdeploy.errors import BadInput
-from expdeploy_wandb.sweeps import Sweep, create, sweeps_of
+from expdeploy_wandb.sweeps import Sweep, as_yaml, create, sweeps_of
 
 AGENT = "wandb agent"  # EXPDEPLOY_WANDB_AGENT replaces it (a wrapper, or a stand-in in tests)
 
@@ -20,6 +20,7 @@ class WandbBackend(Backend):
     name = "wandb"
     description = "W&B sweeps: their agents on the slots of another backend (--on local|slurm|ssh)"
     agents_only = True
+    drives_search = True
 
     def __init__(self, options: BackendOptions) -> None:
         super().__init__(options)
@@ -45,17 +46,14 @@ class WandbBackend(Backend):
     def submit_agents(self, count: int, plans: Sequence[Mapping[str, Any]],
                       command: str | None = None) -> list[str]:
         sweeps = self._sweeps()
-        count = count or self.inner.capacity() or len(sweeps)
         program = os.environ.get("EXPDEPLOY_WANDB_AGENT", AGENT)
         script = [f"# agents of {self.options.spec_path}: start more by hand with these lines"]
         started: list[str] = []
-        for index, sweep in enumerate(sweeps):
-            share = count // len(sweeps) + (1 if index < count % len(sweeps) else 0)
+        for sweep, share in zip(sweeps, self._shares(count, sweeps), strict=True):
             line = self._agent_command(program, sweep)
             script.append(line)
             mine = [p for p in plans if set(sweep.tags) <= set(p.get("tags") or ())]
-            self.notes.append(f"sweep {sweep.path}{' [' + ','.join(sweep.tags) + ']' if sweep.tags else ''}: "
-                              f"{len(mine)} run(s) in the grid, {_gpu_hours(mine)}, {sweep.url}")
+            self.notes.append(f"sweep {_label(sweep)}: {_size(sweep, mine)}, {sweep.url}")
             if share:
                 started += self.inner.submit_agents(share, mine, command=line)
         path = self.options.exp_dir / "wandb-agents.sh"
@@ -63,13 +61,41 @@ class WandbBackend(Backend):
         self.notes.append(f"{len(started)} agent(s) started; their commands are in {path}")
         return started
 
+    def _shares(self, count: int, sweeps: Sequence[Sweep]) -> list[int]:
+        """Agents per sweep: `--agents` spread over the sweeps; without it a composite file's
+        `_num_nodes` where given, and one agent per slot spread over the others."""
+        if count:
+            return _spread(count, len(sweeps))
+        free = [s for s in sweeps if s.agents is None]
+        even = iter(_spread(self.inner.capacity() or len(free), len(free)) if free else [])
+        return [sweep.agents if sweep.agents is not None else next(even) for sweep in sweeps]
+
+    def preview(self, tasks: Sequence[Task]) -> str:
+        """--dry-run: each sweep as it would be created (or the ids given), and its agents; nothing
+        is created or started."""
+        program = os.environ.get("EXPDEPLOY_WANDB_AGENT", AGENT)
+        plans = [t.plan for t in tasks if t.plan is not None]
+        sweeps = self._planned()
+        lines = [f"would start W&B agents on {self.inner.describe()}"]
+        for sweep, share in zip(sweeps, self._shares(self.options.agents or 0, sweeps), strict=True):
+            mine = [p for p in plans if set(sweep.tags) <= set(p.get("tags") or ())]
+            verb = "attach to" if sweep.sweep_id else "create"
+            lines.append(f"--- {verb} sweep {_label(sweep)}: {_size(sweep, mine)}; {share} agent(s):")
+            if not sweep.sweep_id:
+                lines.append(as_yaml(sweep).rstrip())
+            lines.append(f"agent: {self._agent_command(program, sweep)}")
+        return "\n".join(lines) + "\n"
+
     def _sweeps(self) -> list[Sweep]:
+        return [sweep if sweep.sweep_id else create(sweep) for sweep in self._planned()]
+
+    def _planned(self) -> list[Sweep]:
         if self.options.spec_path is None:
             raise BadInput("--backend wandb needs the sweep file", key="SPEC")
         planned = sweeps_of(self.options.spec_path, None, None)
         given = [s for s in (self.options.sweep or "").split(",") if s]
         if not given:
-            return [create(s) for s in planned]
+            return planned
         if len(given) != len(planned):
             raise BadInput(f"--sweep names {len(given)} sweep(s); {self.options.spec_path} has "
                            f"{len(planned)}",
@@ -78,7 +104,7 @@ class WandbBackend(Backend):
         for sweep, text in zip(planned, given, strict=True):
             parts = text.split("/")
             entity, project = (parts[0], parts[1]) if len(parts) == 3 else (sweep.entity, sweep.project)
-            out.append(Sweep(sweep.config, sweep.tags, entity, project, parts[-1]))
+            out.append(Sweep(sweep.config, sweep.tags, entity, project, parts[-1], sweep.agents))
         return out
 
     def _agent_command(self, program: str, sweep: Sweep) -> str:
@@ -107,6 +133,21 @@ class WandbBackend(Backend):
 
     def close(self) -> None:
         self.inner.close()
+
+
+def _spread(count: int, parts: int) -> list[int]:
+    return [count // parts + (1 if i < count % parts else 0) for i in range(parts)]
+
+
+def _label(sweep: Sweep) -> str:
+    return sweep.path + (f" [{','.join(sweep.tags)}]" if sweep.tags else "")
+
+
+def _size(sweep: Sweep, plans: Sequence[Mapping[str, Any]]) -> str:
+    """How many runs: the grid's, counted here; a search the server drives says what it is."""
+    if sweep.config.get("method") != "grid":
+        return sweep.describe()
+    return f"{len(plans)} run(s) in the grid, {_gpu_hours(plans)}"
 
 
 def _gpu_hours(plans: Sequence[Mapping[str, Any]]) -> str:

@@ -1,18 +1,19 @@
-"""W&B sweeps from a sweep file: one plain sweep config per `subtests` entry of a composite file
-(the shared parameters merged with the entry's), each with the tags its key names; created
-with the wandb API, or given (`--sweep ID`) when they exist already."""
+"""W&B sweeps from a sweep file, read as `wandb sweep` reads it (yaml.safe_load) and passed on
+unchanged; a composite file (`subtests`) gives one sweep per subtest as deploy_sweeps.py makes
+them (expdeploy.spec.wandb_sweep.composite_subtests). Created with the wandb API, or given
+(`--sweep ID`) when they exist already."""
 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from expdeploy.errors import BadInput, ExpdeployError
-
-SUBTESTS = "subtests"
+from expdeploy.spec.wandb_sweep import SUBTESTS, composite_subtests
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,36 +23,53 @@ class Sweep:
     entity: str | None
     project: str | None
     sweep_id: str | None = None
+    agents: int | None = None  # a composite file's `_num_nodes`: agents for this sweep
 
     @property
     def path(self) -> str:
         """ENTITY/PROJECT/ID, as `wandb agent` takes it."""
-        return "/".join(p for p in (self.entity, self.project, self.sweep_id) if p)
+        return "/".join(p for p in (self.entity, self.project, self.sweep_id or "<new id>") if p)
 
     @property
     def url(self) -> str:
         entity, project = self.entity or "<entity>", self.project or "<project>"
         return f"https://wandb.ai/{entity}/{project}/sweeps/{self.sweep_id}"
 
+    def describe(self) -> str:
+        """What the W&B server will run: the grid's size is known here, other searches' is not."""
+        method, cap = self.config.get("method"), self.config.get("run_cap")
+        stop = ", early_terminate " + str(self.config["early_terminate"].get("type")) \
+            if isinstance(self.config.get("early_terminate"), Mapping) else ""
+        return f"a {method} search" + (f", run_cap {cap}" if cap else "") + stop
+
 
 def sweeps_of(path: Path, entity: str | None, project: str | None) -> list[Sweep]:
-    """The sweeps a sweep file asks for (one, or one per subtest), not created yet."""
+    """The sweeps a sweep file asks for (one, or one per subtest and `_num_trials`), not created yet."""
     import yaml
 
     config = yaml.safe_load(path.read_text())
     entity = entity or config.get("entity")
     project = project or config.get("project")
-    parameters = dict(config.get("parameters") or {})
-    subtests = parameters.pop(SUBTESTS, None)
     plain = {k: v for k, v in config.items() if k not in ("entity", "project")}
-    if not subtests:
+    parameters = config.get("parameters") or {}
+    if SUBTESTS not in parameters:
         return [Sweep(plain, (), entity, project)]
     found = []
-    for key, extra in subtests.items():
+    for sub in composite_subtests(parameters):
         one = copy.deepcopy(plain)
-        one["parameters"] = {**parameters, **(extra or {})}
-        found.append(Sweep(one, tuple(t.strip() for t in str(key).split(",") if t.strip()), entity, project))
+        one["parameters"] = json.loads(json.dumps(sub.parameters))  # plain dicts, for wandb and YAML
+        one["name"] = sub.key  # deploy_sweeps.py names each sweep by its subtest
+        agents = sub.nodes if isinstance(sub.nodes, int) and not isinstance(sub.nodes, bool) else None
+        trials = sub.trials if isinstance(sub.trials, int) and sub.trials > 0 else 1
+        found += [Sweep(one, sub.tags, entity, project, agents=agents) for _ in range(trials)]
     return found
+
+
+def as_yaml(sweep: Sweep) -> str:
+    """The sweep config as it would be uploaded, for --dry-run."""
+    import yaml
+
+    return str(yaml.safe_dump(dict(sweep.config), sort_keys=False, default_flow_style=False))
 
 
 def create(sweep: Sweep) -> Sweep:
@@ -69,4 +87,4 @@ def create(sweep: Sweep) -> Sweep:
     except Exception as exc:  # the wandb client raises many kinds: report its message
         raise ExpdeployError(f"W&B refused the sweep: {exc}",
                              hint="check the entity, project and key") from None
-    return Sweep(sweep.config, sweep.tags, sweep.entity, sweep.project, str(sweep_id))
+    return Sweep(sweep.config, sweep.tags, sweep.entity, sweep.project, str(sweep_id), sweep.agents)

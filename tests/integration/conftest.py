@@ -85,6 +85,17 @@ def project(tmp_path: Path) -> Iterator[Project]:
     proj.stop_all()
 
 
+def ssh_lab(shared: Path, name: str, slots: int, ssh_config: Path) -> Project:
+    """A project at one absolute path here and (once synced) on hosts h1 and h2, which see their
+    own copies of `shared` (tests/services/hosts.py), with target `lab`: `slots` CPU slots each."""
+    root = shared / name
+    root.mkdir()
+    project = Project(root)
+    project.write("expdeploy.toml", f'[targets.lab]\nbackend = "ssh"\nhosts = ["h1", "h2"]\n'
+                                    f'slots = {slots}\nssh_config = "{ssh_config}"\n')
+    return project
+
+
 def wait_until(condition: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
     """Wait for an observable event (files, process table); fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout

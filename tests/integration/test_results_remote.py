@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from conftest import Project, wait_until
+from conftest import Project, ssh_lab, wait_until
 from services.hosts import Hosts
 
 pytestmark = pytest.mark.integration
@@ -17,11 +17,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def lab(hosts: Hosts, request: pytest.FixtureRequest) -> Iterator[Project]:
-    root = hosts.shared / f"results-{request.node.name}"
-    root.mkdir()
-    project = Project(root)
-    project.write("expdeploy.toml", '[targets.lab]\nbackend = "ssh"\nhosts = ["h1", "h2"]\nslots = 1\n'
-                  f'ssh_config = "{hosts.ssh_config}"\n')
+    project = ssh_lab(hosts.shared, f"results-{request.node.name}", 1, hosts.ssh_config)
     yield project
     project.stop_all()
 

@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import Project, wait_until
 from services.hosts import Hosts
+
+from helpers import REPO
 
 pytestmark = pytest.mark.integration
 
@@ -136,3 +139,46 @@ def test_creating_a_sweep_without_a_key_is_one_line(project: Project) -> None:
     done = project.run("run", "sweep.yaml", "--backend", "wandb")
     assert done.returncode == 2, done.stdout + done.stderr
     assert "creating a W&B sweep needs WANDB_API_KEY" in done.stderr and "Traceback" not in done.stderr
+
+
+BAYES = """
+    program: train.py
+    method: bayes
+    entity: team
+    project: demo
+    metric: {name: val_loss, goal: minimize}
+    early_terminate: {type: hyperband, min_iter: 3, eta: 2}
+    parameters:
+      lr: {distribution: log_uniform_values, min: 0.0001, max: 0.1}
+      opt: {values: [adam, sgd]}
+"""
+
+
+def test_a_bayes_sweep_with_early_terminate_goes_to_wandb_unchanged(project: Project) -> None:
+    record = project.root / "agents.txt"
+    stand_in(project, record)
+    sweep = project.write("sweep.yaml", BAYES)
+    shown = project.run("run", "sweep.yaml", "--backend", "wandb", "--dry-run", "-j", "2")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "a bayes search, no run_cap: the W&B server chooses its runs" in shown.stdout
+    printed = shown.stdout.split("2 agent(s):\n", 1)[1].split("\nagent: ", 1)[0]
+    as_read = yaml.safe_load(sweep.read_text())  # what `wandb sweep sweep.yaml` would upload
+    assert yaml.safe_load(printed) == {k: v for k, v in as_read.items() if k not in ("entity", "project")}
+    assert not (project.root / "experiments").exists() and not record.exists(), "a dry run starts nothing"
+    done = project.run("run", "sweep.yaml", "--backend", "wandb", "--sweep", "s9", "-j", "2", timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [line[0] for line in lines(record)] == ["team/demo/s9"] * 2, "one agent per slot"
+    assert "sweep team/demo/s9: a bayes search, early_terminate hyperband" in done.stdout
+    offline = project.run("run", "sweep.yaml", "--dry-run")
+    assert offline.returncode == 2 and "--backend wandb" in offline.stderr, "offline it stays refused"
+
+
+@pytest.mark.parametrize("name", ["sweep-bayes.yaml", "uiprotomf_ml1m_sweep_conf.yml", "sweep_mnist.yaml"])
+def test_real_bayes_sweeps_would_be_created_as_written(project: Project, name: str) -> None:
+    text = (REPO / "tests/fixtures/wandb" / name).read_text()
+    project.write("sweep.yaml", text)
+    shown = project.run("run", "sweep.yaml", "--backend", "wandb", "--dry-run", "-j", "1")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    printed = shown.stdout.split("1 agent(s):\n", 1)[1].split("\nagent: ", 1)[0]
+    as_read = yaml.safe_load(text)
+    assert yaml.safe_load(printed) == {k: v for k, v in as_read.items() if k not in ("entity", "project")}

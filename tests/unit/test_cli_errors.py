@@ -119,3 +119,25 @@ def test_bad_run_flags_are_exit_2_and_nothing_written(cli: Callable[..., Any], t
     assert line.startswith("error: ") and key in line and message in line, line
     assert "Traceback" not in result.output + result.stderr
     assert not (tmp_path / "experiments").exists(), "nothing written"
+
+
+def test_an_override_of_a_key_the_spec_lacks_shows_the_line_corrected(
+        cli: Callable[..., Any], tmp_path: Path) -> None:
+    spec = tmp_path / "g.yml"
+    spec.write_text("command: run {lr} [new]\ndefaults: {new: null}\ngrid: {lr: [1]}\n")
+    result = cli("plan", str(spec), "lr=0.1,0.2", "width=8,16", "--show", "1")
+    assert result.exit_code == 2
+    assert "no parameter named 'width'" in result.stderr
+    assert f"expdeploy plan {spec} lr=0.1,0.2 +width=8,16 --show 1" in result.stderr
+    again = cli("plan", str(spec), "+lr=0.5")
+    assert again.exit_code == 2 and f"expdeploy plan {spec} lr=0.5" in again.stderr
+
+
+def test_the_corrected_line_in_a_real_process(tmp_path: Path) -> None:
+    spec = tmp_path / "g.yml"
+    spec.write_text("command: run {lr}\ngrid: {lr: [1]}\n")
+    done = subprocess.run([sys.executable, "-m", "expdeploy", "run", str(spec), "seed=range(0,3)",
+                           "--dry-run"], capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"expdeploy run {spec} '+seed=range(0,3)' --dry-run" in done.stderr
+    assert not (tmp_path / "experiments").exists()

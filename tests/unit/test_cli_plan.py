@@ -108,3 +108,20 @@ def test_help_teaches(cli: CliFn) -> None:
     for option in ("--format", "--spec-format", "--command", "--title", "--time-per-run"):
         assert option in sub.stdout
     assert "lr=0.1,0.01" in sub.stdout
+
+
+def test_resources_option_replaces_every_runs_request(cli: CliFn, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("program: t.py\nmethod: grid\nparameters:\n  lr: {values: [1, 2, 3]}\n")
+    result = cli("plan", str(sweep), "--resources", "gpus=2,cpus=4,mem=16G,time=30m")
+    assert result.exit_code == 0, result.output
+    assert "Resources   gpus=2 cpus=4 mem=16G time=30m" in result.stdout
+    assert "GPU-hours   3.00" in result.stdout  # 3 runs x 2 GPUs x 0.5 h
+    native = cli("plan", str(EXAMPLES / "quickstart.yml"), "--resources", "gpus=0", "--format", "json")
+    assert json.loads(native.stdout)["gpu_hours"] == 0, "replaces the spec's gpus=1"
+
+
+@pytest.mark.parametrize("text", ["gpus=-1", "gpus=two", "disk=1G", "time=soon", "cpus=0", "gpus"])
+def test_bad_resources_are_one_line_exit_2(cli: CliFn, text: str) -> None:
+    result = cli("plan", str(EXAMPLES / "quickstart.yml"), "--resources", text)
+    assert result.exit_code == 2 and "--resources" in result.stderr and "Traceback" not in result.stderr

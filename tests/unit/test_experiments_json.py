@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable
 
 import pytest
@@ -23,10 +24,32 @@ def test_each_entry_is_a_run_and_params_json_keeps_nesting(plan: PlanFn) -> None
     assert result.spec.name == "lr_study"
     assert len(result.expansion.runs) == 3
     run = result.expansion.runs[0]
-    assert run.params == {"model.name": "resnet18", "model.depth": 18, "optim.lr": 0.1, "seed": 0}
-    (cmd,) = commands_for(run, result.exp_dir, result.launch_time).values()
-    payload = cmd.removeprefix("python run_experiment.py ").strip("'")
-    assert json.loads(payload) == json.loads(EXAMPLE)["experiments"][0]
+    assert run.params == {"model.name": "resnet18", "model.depth": 18, "optim.lr": 0.1, "seed": 0,
+                          "experiment_group": "lr_study"}
+
+
+FSDL = """{
+    "experiment_group": "Sample Experiments",
+    "experiments": [
+        {"dataset": "EmnistDataset", "network": "mlp", "network_args": {"num_layers": 2},
+         "train_args": {"batch_size": 256, "lr": 1e-3}},
+        {"dataset": "Emnist", "network": "lenet", "experiment_group": "mine", "note": "it's \u00e9"},
+        {"network_args": {}, "layers": [1, 2], "flag": true, "none": null}
+    ]
+}"""
+
+
+def test_each_run_gets_the_json_prepare_experiments_gives_it(plan: PlanFn) -> None:
+    # FSDL's training/prepare_experiments.py, for each entry of the file (the-full-stack/
+    # fsdl-text-recognizer @ a99a3d3f, lines 13-15):
+    #   experiment_config["experiment_group"] = experiments_config["experiment_group"]
+    #   print(f"python training/run_experiment.py --gpu=-1 '{json.dumps(experiment_config)}'")
+    result = plan(FSDL, name="sample.json",
+                  command="python training/run_experiment.py --gpu=-1 {params_json}")
+    for run, entry in zip(result.expansion.runs, json.loads(FSDL)["experiments"], strict=True):
+        entry["experiment_group"] = "Sample Experiments"
+        (cmd,) = commands_for(run, result.exp_dir, result.launch_time).values()
+        assert shlex.split(cmd) == ["python", "training/run_experiment.py", "--gpu=-1", json.dumps(entry)]
 
 
 def test_command_is_required(plan: PlanFn) -> None:

@@ -193,7 +193,8 @@ def test_unknown_override_names_the_known_params(plan: PlanFn) -> None:
     with pytest.raises(SpecError) as info:
         plan("command: run {lr}\ngrid: {lr: [1]}\n", "lrr=1")
     assert "lrr" in str(info.value) and "lr" in str(info.value)
-    assert info.value.hint == "add it as a new parameter with +lrr=1"
+    assert info.value.hint is not None and info.value.hint.endswith("with a leading +, as in Hydra: +lrr=1")
+    assert info.value.fix == ("lrr=1", "+lrr=1")
 
 
 def test_adding_an_existing_param_is_refused(plan: PlanFn) -> None:

@@ -14,6 +14,7 @@ import pytest
 from expdeploy.errors import SpecError
 from expdeploy.launch import commands_for, missing_names, render
 from expdeploy.plan import Plan
+from expdeploy.spec.model import AgentArgs
 
 BUILTINS = {"run_dir": "/e/runs/r", "run_id": "abc", "run_name": "r", "exp_dir": "/e",
             "params_file": "/e/runs/r/params.json", "launch_time": "20260101.000000"}
@@ -54,10 +55,11 @@ def test_all_parameter_forms() -> None:
                                           "model": {"depth": 4}, "n": None}
 
 
-def test_nested_args_pass_dicts_like_a_wandb_agent() -> None:
-    params = {"opt.lr": 0.1, "opt.name": "adam", "seed": 1}
-    out = render("{args}", params, BUILTINS, nested_args=True)
-    assert shlex.split(out) == ["--opt={'lr': 0.1, 'name': 'adam'}", "--seed=1"]
+def test_agent_args_nest_only_nested_blocks_after_the_plain_keys() -> None:
+    params = {"opt.lr": 0.1, "opt.name": "adam", "seed": 1, "a.b": 2}
+    agent = AgentArgs({"opt.lr": ("opt", "lr"), "opt.name": ("opt", "name")})
+    out = render("{args}", params, BUILTINS, agent=agent)
+    assert shlex.split(out) == ["--a.b=2", "--seed=1", "--opt={'lr': 0.1, 'name': 'adam'}"]
 
 
 def test_escapes_and_shell_syntax_left_alone() -> None:
