@@ -63,3 +63,19 @@ def detect(prefix: str, *, where: Location | None = None, key: str | None = None
         raise BadInput(f"{path} is neither a venv (no pyvenv.cfg) nor a conda environment (no conda-meta/ "
                        "and bin/python)", where=where, key=key, hint=HINT)
     return Environment(kind, str(path), (path / "etc" / "conda" / "activate.d").is_dir())
+
+
+def project_venv_bin(cwd: Path, prefix: str, base_prefix: str, path: str) -> str | None:
+    """The bin directory of the venv expdeploy runs from (`prefix`, sys.prefix), when that venv is
+    inside the project (`python3 -m venv .venv && .venv/bin/expdeploy run ...`) and not on `path`:
+    runs then find its `python` first, as they would with it activated. A venv elsewhere (a pipx
+    tool's) is left out: its Python lacks the project's packages."""
+    if prefix == base_prefix:
+        return None
+    bin_dir = Path(prefix) / "bin"
+    try:
+        Path(prefix).resolve().relative_to(cwd.resolve())
+    except ValueError:
+        return None
+    listed = {os.path.realpath(p) for p in path.split(os.pathsep) if p}
+    return None if os.path.realpath(bin_dir) in listed else str(bin_dir)

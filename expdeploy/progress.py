@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
+
+# how sh (dash), bash and exec say a command is missing: `sh: 1: python: not found`
+_NOT_FOUND = re.compile(r"(?:^|: )([^\s:]+): (?:command )?not found$")
 
 
 class Progress:
@@ -121,4 +125,22 @@ class Progress:
         for record in self.failed:
             lines.append(f"  failed: {record['name']} exit={record.get('exit_code')} "
                          f"log={self.log_path(record)}")
+        missing = sorted({m for r in self.failed if (m := self._missing_program(r))})
+        if missing:
+            instead = "python3 or its full path" if "python" in missing else "its full path"
+            lines.append(f"hint: {', '.join(missing)}: no such program where the runs execute (exit 127): "
+                         f"write {instead}, or give the runs their environment (`env:`, an activated venv)")
         return "\n".join(lines)
+
+    def _missing_program(self, record: dict[str, Any]) -> str | None:
+        """The program the shell could not find, from the end of the step's log (exit 127)."""
+        if record.get("exit_code") != 127:
+            return None
+        try:
+            with open(self.log_path(record), "rb") as log:
+                log.seek(max(0, log.seek(0, 2) - 2048))
+                tail = log.read().decode(errors="replace").strip().splitlines()
+        except OSError:
+            return None
+        found = _NOT_FOUND.search(tail[-1]) if tail else None
+        return found.group(1) if found else None

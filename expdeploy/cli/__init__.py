@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from expdeploy import __version__
 from expdeploy.cli import (
@@ -45,6 +45,24 @@ class _Group(TyperGroup):
                 raise
             report_error(error, state, ctx.meta.get("expdeploy.argv"))
             ctx.exit(error.exit_code)
+
+
+class _Command(TyperCommand):
+    """A verb whose usage line reads as click writes it (`SPEC [OVERRIDES]...`): this Typer wraps
+    a required argument in braces (`{SPEC}`), which reads as shell syntax."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [piece.replace("{", "").replace("}", "") for piece in super().collect_usage_pieces(ctx)]
+
+
+def _plain_usage(typer_app: typer.Typer) -> None:
+    """Every command of `typer_app` and of its sub-apps (plugins' too) is a _Command."""
+    for info in typer_app.registered_commands:
+        if info.cls in (None, TyperCommand):  # a plugin's own command class stays
+            info.cls = _Command
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _plain_usage(group.typer_instance)
 
 
 app = typer.Typer(
@@ -89,6 +107,7 @@ def _add_plugin_commands() -> None:
 
 
 _add_plugin_commands()
+_plain_usage(app)
 
 
 def main() -> None:

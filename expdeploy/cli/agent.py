@@ -10,7 +10,7 @@ import typer
 from expdeploy.errors import BadInput
 
 ExpArg = Annotated[Path, typer.Argument(help="Experiment directory (shared by every agent).",
-                                        show_default=False)]
+                                        show_default=False, metavar="EXP_DIR")]
 TimeoutOpt = Annotated[float, typer.Option("--heartbeat-timeout",
                                            help="Seconds before a silent remote claimant counts as lost.")]
 
@@ -30,4 +30,4 @@ def agent_command(exp: ExpArg, heartbeat_timeout: TimeoutOpt = 120.0) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("agent", no_args_is_help=True)(agent_command)
+    app.command("agent")(agent_command)

@@ -13,7 +13,7 @@ from expdeploy.cli.common import OutputOpt
 from expdeploy.errors import BadInput
 
 ExpArg = Annotated[Path | None, typer.Argument(help="Experiment directory (default: most recent).",
-                                               show_default=False)]
+                                               show_default=False, metavar="EXP_DIR")]
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="Only runs with this tag.")]
 StateOpt = Annotated[list[str] | None, typer.Option("--state", help="Only runs in this state "
                                                                    "(failed, cancelled, lost...).")]

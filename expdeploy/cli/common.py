@@ -26,13 +26,15 @@ SpecArg = Annotated[
         "an experiments JSON or a Hydra config; or, after --, a Hydra multirun command line "
         "(-- python3 train.py -m lr=0.1,0.01).",
         show_default=False,
+        metavar="SPEC",
     ),
 ]
 OverridesArg = Annotated[
     list[str] | None,
     typer.Argument(
-        help="Hydra-style overrides: lr=0.1,0.01  seed=range(0,3)  +new=1  ~dropped",
+        help="Hydra-style overrides: lr=0.1,0.01  'seed=range(0,3)'  +new=1  ~dropped",
         show_default=False,
+        metavar="[OVERRIDES]...",
     ),
 ]
 OutputOpt = Annotated[

@@ -17,7 +17,7 @@ from expdeploy.errors import BadInput
 if TYPE_CHECKING:
     from expdeploy.remote import Shell
 
-RunArg = Annotated[str, typer.Argument(help="Run name or run-id prefix.", show_default=False)]
+RunArg = Annotated[str, typer.Argument(help="Run name or run-id prefix.", show_default=False, metavar="RUN")]
 StepOpt = Annotated[str | None, typer.Option("--step", help="Step whose log to show (default: the "
                                                            "current or last step).")]
 FollowOpt = Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")]
@@ -121,4 +121,4 @@ def _print(files: _LocalFiles, path: str, follow: bool, run_dir: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("logs", no_args_is_help=True)(logs_command)
+    app.command("logs")(logs_command)

@@ -34,7 +34,10 @@ def stderr() -> Console:
 
 
 def warn(message: str) -> None:
-    stderr().print(f"[yellow]warning:[/] {message}", markup=True)
+    """A yellow `warning:` and `message` as it is: brackets in it (`[targets.NAME]`) are text."""
+    from rich.markup import escape
+
+    stderr().print(f"[yellow]warning:[/] {escape(message)}", markup=True)
 
 
 def report_error(error: ExpdeployError, state: CliState, argv: list[str] | None = None) -> None:

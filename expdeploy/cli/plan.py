@@ -110,7 +110,7 @@ def print_summary(plan: Plan, show: int) -> None:
     if plan.tag_counts:
         tags = ", ".join(f"{escape(t)}: {n:,}" for t, n in plan.tag_counts.items())
         out.print(f"[bold]Tags[/]        {tags}")
-    out.print(f"[bold]Resources[/]   {_resources_text(plan)}")
+    out.print(f"[bold]Resources[/]   {escape(_resources_text(plan))}")
     if plan.gpu_hours is None:
         gpu = "unknown (set resources.time or pass --time-per-run)"
     else:
@@ -165,4 +165,4 @@ def write_json(plan: Plan, stream: TextIO) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("plan", no_args_is_help=True)(plan_command)
+    app.command("plan")(plan_command)

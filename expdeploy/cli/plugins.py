@@ -31,16 +31,17 @@ def plugins_command(fmt: FormatOpt = OutputFormat.table) -> None:
                                "failed": plugin_failures()}, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
     for column in ("name", "distribution", "version", "hooks"):
         table.add_column(column)
     for p in infos:
-        table.add_row(p.name, p.distribution, p.version, ", ".join(p.hooks))
+        table.add_row(*map(escape, (p.name, p.distribution, p.version, ", ".join(p.hooks))))
     console = Console(highlight=False)
     console.print(table)
-    console.print(f"\nspec formats: {', '.join(sorted(formats))}")
+    console.print(escape(f"\nspec formats: {', '.join(sorted(formats))}"))
     for name, why in plugin_failures().items():
         warn(f"plugin {name!r} failed to load: {why}")
 

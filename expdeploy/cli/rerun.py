@@ -101,4 +101,4 @@ def _placement(meta: Mapping[str, Any]) -> tuple[str | None, str | None]:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("rerun", no_args_is_help=True)(rerun_command)
+    app.command("rerun")(rerun_command)

@@ -62,4 +62,4 @@ def restore_command(run: RunArg, into: IntoOpt = None, exp: ExpOpt = None,
 
 
 def register(app: typer.Typer) -> None:
-    app.command("restore", no_args_is_help=True)(restore_command)
+    app.command("restore")(restore_command)

@@ -29,7 +29,8 @@ class Format(str, Enum):
 
 
 ExpArg = Annotated[Path | None, typer.Argument(help="Experiment directory (default: the most recent "
-                                                    "under --output).", show_default=False)]
+                                                    "under --output).", show_default=False,
+                                               metavar="EXP_DIR")]
 MetricOpt = Annotated[str | None, typer.Option("--metric", help="Sort by this metric.", show_default=False)]
 GoalOpt = Annotated[str | None, typer.Option(
     "--goal", help="min or max: which way --metric is better (default: a W&B sweep file's metric.goal, "
@@ -179,7 +180,7 @@ def _emit_rows(rows: list[Row], params: list[str], fmt: Format) -> None:
                                 "duration": r.duration, "metrics": dict(r.metrics), "best": dict(r.best),
                                 "tags": list(r.tags), "code": dict(r.code)} for r in rows], indent=1))
         return
-    header = ["run", *params, "state", "duration", *metrics]
+    header = ["run", *params, "state", "duration_s", *metrics]  # seconds, as JSON's `duration`
     body = [[r.name, *(r.params.get(p) for p in params), r.state,
              None if r.duration is None else round(r.duration, 3), *(r.metrics.get(m) for m in metrics)]
             for r in rows]

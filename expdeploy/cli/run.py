@@ -228,6 +228,7 @@ def run_command(
     run_envs = [envs.get(id(r)) or r.env for r in plan.spec.recipes]
     if not placement.remote:
         _check_environments(run_envs)
+        _project_venv_first(cwd)
     tree, reused = _code(cwd, plan.exp_dir, require_clean)
     synced = _sync_first(placement.target, cwd, dry_run) if placement.remote and not no_sync else None
     if dry_run:
@@ -365,6 +366,18 @@ def _code(cwd: Path, exp_dir: Path, require_clean: bool) -> tuple[CodeState, Lau
     if note:
         sys.stderr.write(f"warning: {note}\n")
     return code, reused
+
+
+def _project_venv_first(cwd: Path) -> None:
+    """Runs here see the project's venv that expdeploy runs from first on PATH (see
+    environments.project_venv_bin), as if it were activated: `python` is its Python."""
+    import os
+
+    from expdeploy.environments import project_venv_bin
+
+    found = project_venv_bin(cwd, sys.prefix, sys.base_prefix, os.environ.get("PATH", ""))
+    if found:
+        os.environ["PATH"] = found + os.pathsep + os.environ.get("PATH", "")
 
 
 def _check_environments(envs: Sequence[EnvSpec | None]) -> None:
@@ -512,4 +525,4 @@ def _gpu_list(text: str | None) -> tuple[int, ...] | None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run", no_args_is_help=True)(run_command)
+    app.command("run")(run_command)

@@ -12,7 +12,8 @@ import typer
 from expdeploy.cli.common import FormatOpt, OutputFormat, OutputOpt
 
 ExpArg = Annotated[Path | None, typer.Argument(help="Experiment directory (default: the most recent "
-                                                    "under --output).", show_default=False)]
+                                                    "under --output).", show_default=False,
+                                               metavar="EXP_DIR")]
 AllOpt = Annotated[bool, typer.Option("--all", help="List every run, not only those not succeeded.")]
 
 
@@ -50,10 +51,12 @@ def status_command(
                      for r in rows]}))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(highlight=False)
-    console.print(f"[bold]{exp_dir}[/]  " + "  ".join(f"{s}: {n}" for s, n in counts.items() if n))
+    totals = "  ".join(f"{s}: {n}" for s, n in counts.items() if n)
+    console.print(f"[bold]{escape(str(exp_dir))}[/]  {totals}")
     shown = rows if all_runs else [r for r in rows if r.state != "succeeded"]
     if not shown:
         return
@@ -67,10 +70,11 @@ def status_command(
                "succeeded": "green"}
     for r in shown[:500]:
         elapsed = (r.ended or now) - r.started if r.started else None
-        table.add_row(r.name, f"[{colours.get(r.state, 'white')}]{r.state}[/]", str(r.attempt),
-                      "" if r.exit_code is None else str(r.exit_code), r.step or "",
-                      "" if elapsed is None else f"{elapsed:.0f}s", r.gpus or "", r.host or "",
-                      *([r.job or ""] if jobs else []))
+        # names, steps and hosts are the user's text: a run named `x=[1]` is no markup
+        table.add_row(escape(r.name), f"[{colours.get(r.state, 'white')}]{r.state}[/]", str(r.attempt),
+                      "" if r.exit_code is None else str(r.exit_code), escape(r.step or ""),
+                      "" if elapsed is None else f"{elapsed:.0f}s", escape(r.gpus or ""),
+                      escape(r.host or ""), *([escape(r.job or "")] if jobs else []))
     console.print(table)
     if len(shown) > 500:
         console.print(f"... and {len(shown) - 500} more (--format json for all)")

@@ -31,7 +31,7 @@ targets_app = typer.Typer(
 )
 
 NameArg = Annotated[str, typer.Argument(help="Target name (see `expdeploy targets list`).",
-                                        show_default=False)]
+                                        show_default=False, metavar="TARGET")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +70,7 @@ def list_command(ctx: typer.Context, fmt: FormatOpt = OutputFormat.table) -> Non
              "where": str(t.where) if t.where else None} for t in targets.values()]}, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from expdeploy.cli.output import warn
@@ -82,8 +83,9 @@ def list_command(ctx: typer.Context, fmt: FormatOpt = OutputFormat.table) -> Non
     for column in ("name", "backend", "hosts", "workdir", "defined in"):
         table.add_column(column)
     for t in targets.values():
-        table.add_row(t.name, t.backend, ", ".join(t.hosts) or "this machine",
-                      t.workdir or "(same path as here)", str(t.where or ""))
+        cells = (t.name, t.backend, ", ".join(t.hosts) or "this machine", t.workdir or "(same path as here)",
+                 str(t.where or ""))
+        table.add_row(*map(escape, cells))
     Console(highlight=False).print(table)
 
 

@@ -19,7 +19,8 @@ wandb_app = typer.Typer(name="wandb", help="Weights & Biases: upload offline run
                         add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
 ExpArg = Annotated[Path | None, typer.Argument(help="Experiment directory (default: the most recent "
-                                                    "under --output).", show_default=False)]
+                                                    "under --output).", show_default=False,
+                                               metavar="EXP_DIR")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the wandb sync command; upload nothing.")]
 
 

@@ -66,7 +66,7 @@ def test_every_source_of_metrics_reaches_the_table(measured: Project) -> None:
     assert by_name["lr=0.1,seed=0"]["best"]["loss"] == pytest.approx(-1.0)
     table = results(measured, "--metric", "acc", "--goal", "max")
     header, first = table.splitlines()[:2]
-    assert header.split()[:5] == ["run", "lr", "seed", "state", "duration"] and "fixed" not in header
+    assert header.split()[:5] == ["run", "lr", "seed", "state", "duration_s"] and "fixed" not in header
     assert first.startswith("lr=0.2,seed=1"), "sorted best first"
 
 

@@ -24,7 +24,7 @@ def test_summary_of_the_quickstart(cli: CliFn) -> None:
     assert "Varying     lr (3), norm (2), seed (2)" in out
     assert "GPU-hours   3.33" in out  # 10 runs x 1 GPU x 20 min
     assert "First 3 of 10 runs:" in out and "... and 7 more" in out
-    assert "python examples/train.py --lr 0.1 --norm batch --seed 0 --out " in out
+    assert "python3 examples/train.py --lr 0.1 --norm batch --seed 0 --out " in out
     assert not (Path.cwd() / "experiments").exists()  # plan writes nothing
 
 
