@@ -12,7 +12,7 @@ import select
 import signal
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -56,6 +56,10 @@ class BackendOptions:
     sweep: str | None = None  # W&B: ids of sweeps that exist, comma-separated
     agent_runs: int | None = None  # W&B: runs each agent does before it stops (`wandb agent --count`)
     agents: int | None = None  # --agents K (for previews; submit_agents is given it too)
+    run_cap: int | None = None  # --run-cap N: for a service that chooses the runs (W&B)
+    # What a run needs (the spec's resources, or --resources): for agents with no runs planned
+    # here, whose runs a service chooses
+    resources: dict[str, Any] = field(default_factory=dict)
 
 
 class Backend(ABC):

@@ -72,6 +72,8 @@ def select_runs(exp_dir: Path, states: Mapping[str, str], plans: Sequence[Mappin
             continue
         run_dir = worker.run_dir_of(str(exp_dir), dict(plan))
         status, last, record = worker.attempt_status(run_dir, settings.heartbeat_timeout)
+        if status in ("succeeded", "failed") and record.get("run_id", plan["run_id"]) != plan["run_id"]:
+            status = "new"  # the directory's name is now another run's (its parameters changed)
         if status == "live":
             selection.skip("running elsewhere")
         elif status == "succeeded" and not settings.force:

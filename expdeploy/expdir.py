@@ -179,6 +179,8 @@ def _commands_script(record: Mapping[str, Any], exp_dir: Path) -> str:
              "set -e", f"cd {shlex.quote(record['cwd'])}",
              f"export EXPDEPLOY_RUN_ID={record['run_id']}",
              f"export EXPDEPLOY_RUN_DIR={shlex.quote(str(exp_dir / 'runs' / record['name']))}"]
+    # the run's own variables (WANDB_* of a sweep file's runs: never a secret, see wandb_runs)
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in (record.get("env") or {}).items()]
     for step, command in record["steps"]:
         lines += [f"# step: {step}", command]
     return "\n".join(lines) + "\n"

@@ -44,6 +44,8 @@ class Expansion:
 
 def expand(spec: ExperimentSpec, overrides: Sequence[Override] = ()) -> Expansion:
     """Every run of `spec` with `overrides` applied; raises SpecError before anything is started."""
+    if spec.chosen_elsewhere:  # a service picks the runs as it goes (a bayes W&B sweep)
+        return Expansion(spec, [], {})
     _check_overrides(spec, overrides)
     _check_exclusions(spec, overrides)
     found: dict[str, list[Any]] = {}  # run_id -> [params, tags, recipe, the dialect's name or None]
@@ -62,8 +64,6 @@ def expand(spec: ExperimentSpec, overrides: Sequence[Override] = ()) -> Expansio
             elif block.tags:
                 seen[1] = tuple(dict.fromkeys(seen[1] + block.tags))
     if not found:
-        if spec.chosen_elsewhere:  # a service picks the runs as it goes (a bayes W&B sweep)
-            return Expansion(spec, [], {})
         raise SpecError("the experiment has no runs (every run is excluded)", where=spec.source,
                         hint="check `exclude:` and the overrides")
     varying = _varying([entry[0] for entry in found.values()])

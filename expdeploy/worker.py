@@ -400,17 +400,21 @@ class Execution:
         self._next_step()
 
     def _steps_done_before(self) -> dict[str, dict[str, Any]]:
-        """Steps an unfinished earlier attempt (failed, lost, requeued) completed with the same
-        command (or, for plans that say so, the same name): this attempt starts at the step
-        that did not, as mlrunner does. A run that succeeded before (`--force`) and explicit
-        `--steps` run every chosen step."""
+        """The steps this attempt need not run again: those a requeued attempt (Slurm's warning
+        signal, preemption) finished before it went back to the queue, with the same command;
+        and, for plans that resume by name (mlrunner's), those an unfinished earlier attempt
+        finished, unless the launch asked to start over (`--force`, `rerun`: the plan's
+        `restart`). Explicit `--steps` run every chosen step."""
         if (self.attempt < 2 and not self.extra.get("requeues")) or self.explicit_steps:
             return {}
         before = read_json(os.path.join(self.run_dir, "state.json")) or {}
         if before.get("state") == "succeeded" or not isinstance(before.get("steps"), dict):
             return {}
-        done = {}
         by_name = bool(self.plan.get("resume_by_name"))
+        requeued = before.get("attempt") == self.attempt
+        if not requeued and (not by_name or self.plan.get("restart")):
+            return {}
+        done = {}
         for name, command in self.steps:
             step = before["steps"].get(name) or {}
             if step.get("exit_code") != 0 or (not by_name and step.get("command") != command_key(command)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -81,6 +82,19 @@ def load_options(command: str | None = None, title: str | None = None, name: str
                        sample=sample, server_search=server_search)
 
 
+def _refuse_a_forgotten_multirun(spec_path: Path, overrides: list[str]) -> None:
+    """`expdeploy run -- python3 train.py a=1,2`: a program, not a spec file, and no `-m`."""
+    import shutil
+
+    from expdeploy.errors import BadInput
+
+    if spec_path.exists() or shutil.which(str(spec_path)) is None:
+        return
+    line = shlex.join([str(spec_path), *overrides[:1], "-m", *overrides[1:]])
+    raise BadInput(f"{spec_path} is a program, not an experiment file",
+                   hint=f"a Hydra multirun line needs its -m:  expdeploy run -- {line}")
+
+
 def load_from_cli(
     spec_path: Path,
     overrides: list[str] | None,
@@ -91,6 +105,7 @@ def load_from_cli(
     """The spec and overrides of `plan`/`run`: SPEC [OVERRIDES], or after `--` a Hydra multirun
     line, which Hydra itself expands (its words are Hydra's, not expdeploy overrides); with
     `--resources`, every run's resources replaced."""
+    from expdeploy.errors import BadInput
     from expdeploy.spec.formats import load_spec
     from expdeploy.spec.hydra_line import is_hydra_line, load_hydra_line
     from expdeploy.spec.overrides import parse_overrides
@@ -100,8 +115,11 @@ def load_from_cli(
     words = [str(spec_path), *(overrides or [])]
     parsed: tuple[Override, ...] = ()
     if is_hydra_line(words):
+        if spec_format is not None:
+            raise BadInput("--spec-format does not apply to a Hydra command line", key="--spec-format")
         spec = load_hydra_line(words, options)
     else:
+        _refuse_a_forgotten_multirun(spec_path, overrides or [])
         parsed = parse_overrides(overrides or [])
         spec = load_spec(spec_path, options, spec_format)
     return (with_resources(spec, wanted) if wanted else spec), parsed

@@ -179,6 +179,10 @@ def run_command(
     chosen_backend = _backend_class(backend_named(backend, target, Path.cwd()))
     options_in = load_options(command, title, name, seed, run_cap, sample, chosen_backend.drives_search)
     loaded, parsed = load_from_cli(spec, overrides, options_in, spec_format, resources)
+    if chosen_backend.drives_search and (parsed or command):
+        raise BadInput(f"--backend {chosen_backend.name} gives the sweep file to its server as it is: "
+                       f"{'overrides' if parsed else '--command'} would not reach the runs", key="--backend",
+                       hint="edit the sweep file, or run it on another backend (expdeploy expands it then)")
     line = loaded.extra.get("command_line") if loaded.format == "hydra" else None  # SPEC is no file
     plan = make_plan(loaded, parsed, output)
     cwd = Path.cwd()
@@ -210,7 +214,8 @@ def run_command(
                              max_concurrent=max_concurrent, max_retries=max_retries,
                              requeue_signal=_signal(signal), host_timeout=host_timeout, on=on,
                              spec_path=None if line else spec, sweep=sweep, agent_runs=runs_per_agent,
-                             agents=agents)
+                             agents=agents, run_cap=run_cap,
+                             resources=plan.spec.recipes[0].resources.as_dict() if plan.spec.recipes else {})
     backend_class = _backend_class(placement.backend)
     queues = backend_class.queues
     if agents is None and backend_class.agents_only:
@@ -268,6 +273,8 @@ def run_command(
         states = {row.run_id: row.state for row in ledger.rows()}
     selection = select_runs(plan.exp_dir, states, records, settings)
     if not dry_run:
+        if settings.force:  # a forced run starts over, where a retry may resume (worker.Execution)
+            selection.start[:] = [{**r, "restart": True} for r in selection.start]
         write_manifest(plan.exp_dir, [dict(r) for r in selection.start])
     skipped = ", ".join(f"{n} {why}" for why, n in selection.skipped.items())
     out = sys.stdout

@@ -36,6 +36,9 @@ class ExperimentsJsonFormat:
         walker.check_keys(doc, KEYS, "")
         if options.title:
             raise walker.fail(doc, None, "--title", "applies only to mlrunner files")
+        if options.run_cap is not None:
+            raise walker.fail(doc, None, "--run-cap", "applies only to W&B sweep files",
+                              hint="--sample N runs a random subset of N runs")
         if not options.command:
             raise walker.fail(doc, None, "--command", "an experiments file has no command",
                               hint="pass --command 'python run_experiment.py {params_json}'")

@@ -11,9 +11,11 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -70,6 +72,45 @@ class HydraSweep:
     jobs: tuple[HydraJob, ...]
 
 
+# How long the program may take to reach Hydra's sweep (its imports, Hydra's start) before it
+# counts as no Hydra app: a program that ignores `-m` would otherwise run, or hang, right here.
+START_TIMEOUT = float(os.environ.get("EXPDEPLOY_HYDRA_START_TIMEOUT", "300"))
+
+
+def _run_collector(words: list[str], env: Mapping[str, str], jobs_file: Path, tmp: Path,
+                   program: str) -> subprocess.CompletedProcess[str]:
+    """Run the collecting multirun; once the launcher has written its first line the sweep may
+    take as long as Hydra needs to compose its jobs."""
+    out, err = tmp / "stdout", tmp / "stderr"
+    try:
+        with open(out, "w") as stdout, open(err, "w") as stderr:
+            proc = subprocess.Popen(words, env=env, stdin=subprocess.DEVNULL, stdout=stdout,
+                                    stderr=stderr, start_new_session=True)
+    except OSError as exc:
+        raise BadInput(f"cannot start {words[0]!r}: {exc.strerror or exc}", key=program,
+                       hint="check the program's name and your PATH") from None
+    started = time.monotonic()
+    while not _started(jobs_file) and time.monotonic() - started < START_TIMEOUT:
+        try:
+            proc.wait(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    if proc.poll() is None and not _started(jobs_file):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise BadInput(f"did not reach a Hydra multirun in {START_TIMEOUT:.0f} s", key=program,
+                       hint="it must be a Hydra app (@hydra.main) run with -m; a slow start may take "
+                            "longer with EXPDEPLOY_HYDRA_START_TIMEOUT=SECONDS")
+    proc.wait()
+    return subprocess.CompletedProcess(words, proc.returncode, out.read_text(errors="replace"),
+                                       err.read_text(errors="replace"))
+
+
+def _started(jobs_file: Path) -> bool:
+    return jobs_file.exists() and jobs_file.stat().st_size > 0
+
+
 def collect(line: HydraLine) -> HydraSweep:
     """Run the multirun `line` here with the collecting launcher and read back its jobs. Hydra
     composes every job's config first, so a bad override fails here, before anything starts."""
@@ -93,22 +134,7 @@ def collect(line: HydraLine) -> HydraSweep:
             f"hydra.sweep.dir=${{oc.env:{_SWEEP_DIR_VARIABLE}}}",
         ]
         words = [*line.head, *with_overrides(line.arguments, ours)]
-        try:
-            done = subprocess.run(
-                words,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                errors="replace",
-                check=False,
-            )
-        except OSError as exc:
-            raise BadInput(
-                f"cannot start {words[0]!r}: {exc.strerror or exc}",
-                key=program,
-                hint="check the program's name and your PATH",
-            ) from None
+        done = _run_collector(words, env, jobs_file, Path(tmp), program)
         records = _records(jobs_file)
     sweep = next((r["sweep"] for r in records if "sweep" in r), None)
     if done.returncode != 0:

@@ -4,6 +4,7 @@ app that reads it (`--command 'python3 my_app.py'`) expands it with its own Hydr
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -69,7 +70,7 @@ def load_config(source: SpecSource, options: LoadOptions, overrides: Sequence[st
         program = shlex.split(options.command)
     except ValueError as exc:
         raise SpecError(f"--command: {exc}", where=source.where(), key="--command") from None
-    words = [*program, "--config-path", str(path.parent), "--config-name", path.stem, "--multirun"]
+    words = [*program, "--config-path", _config_path(program, path), "--config-name", path.stem, "--multirun"]
     line = split_line([*words, *overrides])
     name = options.name or (line.stem if path.stem == _DEFAULT_CONFIG_NAME and line.stem else path.stem)
     problem = dir_name_problem(name)
@@ -81,6 +82,25 @@ def load_config(source: SpecSource, options: LoadOptions, overrides: Sequence[st
             hint="pass --name NAME; it becomes <output>/<name>/",
         )
     return experiment(name, source.where(), line, collect(line))
+
+
+def _config_path(program: Sequence[str], config: Path) -> str:
+    """`--config-path` for the runs: relative to the app's script where both are in this
+    directory (Hydra reads it relative to the script), so a --snapshot copy or a target's
+    work directory finds the config beside its own copy of the app; else absolute."""
+    from expdeploy.spec.hydra_line import split_line
+
+    head = split_line([*program, "-m"]).head
+    script = Path(head[-1]) if head and head[-1].endswith(".py") else None
+    here = Path.cwd().resolve()
+    if script is None or not script.is_file():
+        return str(config.parent)
+    try:
+        config.parent.resolve().relative_to(here)
+        script.resolve().relative_to(here)
+    except ValueError:
+        return str(config.parent)
+    return os.path.relpath(config.parent.resolve(), script.resolve().parent)
 
 
 def _sweep_params(doc: Any) -> Any:

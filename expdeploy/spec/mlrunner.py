@@ -80,6 +80,9 @@ class _MlrunnerLoader(Walker):
         if not docs or not isinstance(docs[0], LocatedDict):
             raise self.fail(None, None, "", "the first document must be a mapping with `template`")
         first = docs[0]
+        if self.options.run_cap is not None:
+            raise self.fail(first, None, "--run-cap", "applies only to W&B sweep files",
+                            hint="--sample N runs a random subset of N runs")
         self.check_first_keys(first)
         self.steps = self.templates(first)
         self.pool = self.resource(first)

@@ -39,7 +39,7 @@ def _field(key: str, value: str) -> dict[str, Any]:
         except ValueError as exc:
             raise BadInput(f"time={value}: {exc}", key="--resources", hint=_HINT) from None
     minimum = 0 if key == "gpus" else 1
-    if not value.isdigit() or int(value) < minimum:
+    if not (value.isascii() and value.isdigit()) or int(value) < minimum:
         raise BadInput(f"{key}={value}: expected a whole number >= {minimum}", key="--resources", hint=_HINT)
     return {key: int(value)}
 

@@ -190,7 +190,7 @@ class _SweepLoader(Walker):
         name = self.options.name or self.experiment_name(doc)
         return ExperimentSpec(
             name=name, source=self.source.where(), format="wandb",
-            blocks=() if elsewhere else tuple(blocks),
+            blocks=tuple(blocks),  # for what a run needs (--resources); none is expanded elsewhere
             param_locations=locations, metric=self.metric(doc),
             extra={k: doc[k] for k in ("program", "method", "entity", "project") if k in doc},
             notes=self.notes(doc, elsewhere),
@@ -203,8 +203,11 @@ class _SweepLoader(Walker):
         parameters = self.mapping(doc, "parameters", "parameters", required=True)
         if SUBTESTS not in parameters:
             return [((), parameters)]
-        if not self.mapping(parameters, SUBTESTS, f"parameters.{SUBTESTS}"):
+        subtests = self.mapping(parameters, SUBTESTS, f"parameters.{SUBTESTS}")
+        if not subtests:
             raise self.fail(parameters, SUBTESTS, "parameters.subtests", "is empty")
+        for key in subtests:  # each a block of parameter entries (or nothing)
+            self.mapping(subtests, key, f"parameters.subtests.{key}")
         found = []
         for sub in composite_subtests(parameters):
             path = f"parameters.subtests.{sub.key}"

@@ -220,12 +220,15 @@ class SlurmBackend(Backend):
         running `command` (a W&B agent) on its own allocation."""
         from expdeploy_slurm.script import Chunk, agent_script
 
-        cwd = str(plans[0].get("cwd") if plans else self.exp)
+        # agents of a search a service drives (W&B) have no runs planned here: the launch's own
+        # working directory and resource request
+        cwd = str(plans[0].get("cwd") if plans else self.options.remote_cwd or self.exp)
         if self.remote:
             self._check_remote(cwd)
         base = self._script_base("-agents")
+        resources = plans[0].get("resources") or {} if plans else self.options.resources
         chunk = Chunk(script=f"{self.exp}/slurm/{base}.sbatch", tasks_file="", count=count,
-                      resources=plans[0].get("resources") or {} if plans else {})
+                      resources=dict(resources))
         (self.local_exp / "slurm" / f"{base}.sbatch").write_text(agent_script(
             job_name=self.job_name(), exp_dir=self.exp, cwd=cwd, chunk=chunk, settings=self.settings,
             python=self._python(), command=command))

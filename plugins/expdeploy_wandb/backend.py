@@ -92,7 +92,7 @@ class WandbBackend(Backend):
     def _planned(self) -> list[Sweep]:
         if self.options.spec_path is None:
             raise BadInput("--backend wandb needs the sweep file", key="SPEC")
-        planned = sweeps_of(self.options.spec_path, None, None)
+        planned = sweeps_of(self.options.spec_path, None, None, self.options.run_cap)
         given = [s for s in (self.options.sweep or "").split(",") if s]
         if not given:
             return planned

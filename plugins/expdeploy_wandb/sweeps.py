@@ -43,11 +43,15 @@ class Sweep:
         return f"a {method} search" + (f", run_cap {cap}" if cap else "") + stop
 
 
-def sweeps_of(path: Path, entity: str | None, project: str | None) -> list[Sweep]:
-    """The sweeps a sweep file asks for (one, or one per subtest and `_num_trials`), not created yet."""
+def sweeps_of(path: Path, entity: str | None, project: str | None,
+              run_cap: int | None = None) -> list[Sweep]:
+    """The sweeps a sweep file asks for (one, or one per subtest and `_num_trials`), not created
+    yet; `run_cap` (--run-cap) replaces the file's."""
     import yaml
 
     config = yaml.safe_load(path.read_text())
+    if run_cap is not None:
+        config["run_cap"] = run_cap
     entity = entity or config.get("entity")
     project = project or config.get("project")
     plain = {k: v for k, v in config.items() if k not in ("entity", "project")}
@@ -57,7 +61,8 @@ def sweeps_of(path: Path, entity: str | None, project: str | None) -> list[Sweep
     found = []
     for sub in composite_subtests(parameters):
         one = copy.deepcopy(plain)
-        one["parameters"] = json.loads(json.dumps(sub.parameters))  # plain dicts, for wandb and YAML
+        # plain dicts for wandb and YAML (a date PyYAML made stays its text)
+        one["parameters"] = json.loads(json.dumps(sub.parameters, default=str))
         one["name"] = sub.key  # deploy_sweeps.py names each sweep by its subtest
         agents = sub.nodes if isinstance(sub.nodes, int) and not isinstance(sub.nodes, bool) else None
         trials = sub.trials if isinstance(sub.trials, int) and sub.trials > 0 else 1

@@ -213,6 +213,18 @@ def test_a_hydra_config_with_sweeper_params_is_a_spec(project: Project) -> None:
     assert narrowed == hydra_own(project, "python3", "my_app.py", "-m", "db=mysql") and len(narrowed) == 2
 
 
+def test_a_hydra_configs_runs_read_the_config_beside_their_copy_of_the_app(project: Project) -> None:
+    shutil.copytree(FIXTURES / "basic_sweep", project.root, dirs_exist_ok=True)
+    project.use_this_python()
+    done = project.run("run", "conf/config.yaml", "--command", "python3 my_app.py", "--snapshot", "db=mysql")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (snapshot,) = (project.exp("my_app") / "snapshots").iterdir()
+    scripts = [p.read_text() for p in (project.exp("my_app") / "runs").glob("*/commands.sh")]
+    assert len(scripts) == 2
+    for script in scripts:  # the runs work in the snapshot: the config is read beside its copy
+        assert f"cd {snapshot}" in script and "--config-path conf " in script
+
+
 def test_rerun_of_a_hydra_line_run(trainer: Project) -> None:
     line = ["python3", "train.py", "-m", "model.l1_chan=4,8"]
     assert trainer.run("run", "--", *line).returncode == 0
@@ -224,3 +236,12 @@ def test_rerun_of_a_hydra_line_run(trainer: Project) -> None:
     for record in (trainer.exp("train") / "provenance").glob("*/code.json"):  # the line, not a file
         assert json.loads(record.read_text())["command_line"] == line
         assert (record.parent / "command_line.sh").read_text() == "python3 train.py -m model.l1_chan=4,8\n"
+
+
+def test_a_program_that_never_reaches_hydra_is_stopped(project: Project) -> None:
+    project.write("busy.py", "import time\nprint('training...', flush=True)\ntime.sleep(600)\n")
+    project.use_this_python()
+    project.env["EXPDEPLOY_HYDRA_START_TIMEOUT"] = "2"
+    done = project.run("plan", "--", "python3", "busy.py", "-m", "a=1,2", timeout=60)
+    assert done.returncode == 2 and "did not reach a Hydra multirun in 2 s" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

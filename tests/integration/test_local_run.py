@@ -245,3 +245,15 @@ def test_shipped_worker_runs_where_nothing_is_installed(project: Project) -> Non
     assert executions(project) == {"1": 1, "2": 1, "3": 1}
     status = json.loads(project.run("status", "--format", "json").stdout)
     assert status["counts"]["succeeded"] == 3
+
+
+def test_a_run_whose_parameters_changed_under_the_same_name_runs(project: Project) -> None:
+    spec = "name: same\ncommand: echo {x} {fixed}\ndefaults: {fixed: %d}\ngrid:\n  x: [1, 2]\n"
+    project.write("exp.yml", spec % 1)
+    assert project.run("run", "exp.yml").returncode == 0
+    project.write("exp.yml", spec % 2)
+    again = project.run("run", "exp.yml")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "2 of 2 runs to start" in again.stdout, "new parameters are new runs, whatever their names"
+    status = json.loads(project.run("status", str(project.exp("same")), "--format", "json").stdout)
+    assert status["counts"].get("pending", 0) == 0 and status["counts"]["succeeded"] == 4

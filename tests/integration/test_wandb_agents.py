@@ -182,3 +182,31 @@ def test_real_bayes_sweeps_would_be_created_as_written(project: Project, name: s
     printed = shown.stdout.split("1 agent(s):\n", 1)[1].split("\nagent: ", 1)[0]
     as_read = yaml.safe_load(text)
     assert yaml.safe_load(printed) == {k: v for k, v in as_read.items() if k not in ("entity", "project")}
+
+
+def test_server_driven_agents_on_slurm_get_the_launchs_directory_and_resources(
+        project: Project, slurm: Any) -> None:
+    project.env.update(slurm.env)
+    record = project.root / "agents.txt"
+    stand_in(project, record)
+    project.write("sweep.yaml", BAYES)
+    done = project.run("run", "sweep.yaml", "--backend", "wandb", "--on", "slurm", "--agents", "1",
+                       "--sweep", "s7", "--resources", "cpus=1,time=5m", timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_until(lambda: len(lines(record)) == 1, 60, "the agent ran")
+    (script,) = (project.exp("sweep") / "slurm").glob("*-agents.sbatch")
+    text = script.read_text()
+    assert f"#SBATCH --chdir={project.root}\n" in text, "agents start where `run` was run"
+    assert "#SBATCH --time=00:05:00\n" in text and "#SBATCH --cpus-per-task=1\n" in text
+
+
+def test_what_would_not_reach_a_server_driven_sweep_is_refused(project: Project) -> None:
+    project.write("sweep.yaml", BAYES)
+    for extra in (["lr=0.1"], ["--command", "python3 other.py {args}"]):
+        done = project.run("run", "sweep.yaml", *extra, "--backend", "wandb", "--dry-run")
+        assert done.returncode == 2 and "would not reach the runs" in done.stderr, done.stderr
+    capped = project.run("run", "sweep.yaml", "--backend", "wandb", "--dry-run", "-j", "1",
+                         "--run-cap", "7")
+    assert capped.returncode == 0, capped.stderr
+    printed = capped.stdout.split("1 agent(s):\n", 1)[1].split("\nagent: ", 1)[0]
+    assert yaml.safe_load(printed)["run_cap"] == 7, "--run-cap reaches the sweep W&B creates"

@@ -121,7 +121,7 @@ def test_resources_option_replaces_every_runs_request(cli: CliFn, tmp_path: Path
     assert json.loads(native.stdout)["gpu_hours"] == 0, "replaces the spec's gpus=1"
 
 
-@pytest.mark.parametrize("text", ["gpus=-1", "gpus=two", "disk=1G", "time=soon", "cpus=0", "gpus"])
+@pytest.mark.parametrize("text", ["gpus=-1", "gpus=two", "disk=1G", "time=soon", "cpus=0", "gpus", "gpus=²"])
 def test_bad_resources_are_one_line_exit_2(cli: CliFn, text: str) -> None:
     result = cli("plan", str(EXAMPLES / "quickstart.yml"), "--resources", text)
     assert result.exit_code == 2 and "--resources" in result.stderr and "Traceback" not in result.stderr

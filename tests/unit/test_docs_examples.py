@@ -72,3 +72,22 @@ def test_there_are_examples_from_every_source() -> None:
 def test_every_shell_example_parses_in_bash(where: str, script: str) -> None:
     done = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True, check=False)
     assert done.returncode == 0, f"{where}: {script!r} is not valid bash: {done.stderr.strip()}"
+
+
+def setup_section() -> str:
+    text = (REPO / "README.md").read_text()
+    return text.split("## Set up", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_readme_says_to_activate_the_venv_it_installs_into() -> None:
+    section = setup_section()
+    assert ". .venv/bin/activate" in section, "the README uses bare `expdeploy` and `nox` after set-up"
+
+
+def test_the_readme_names_everything_setup_sh_installs() -> None:
+    script = (REPO / "tests/infra/setup.sh").read_text()
+    packages = set(re.findall(r"\[[\w-]+\]=([\w.+-]+)", script))
+    assert {"docker.io", "podman", "slurmd", "openssh-server"} <= packages
+    section = " ".join(setup_section().split())
+    missing = sorted(p for p in packages if p not in section and p != "python3")
+    assert missing == [], f"README's list of what setup.sh installs lacks {missing}"

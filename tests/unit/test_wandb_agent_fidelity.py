@@ -298,3 +298,12 @@ def test_composite_files_run_each_subtests_sweep_as_deploy_sweeps_makes_it(
         theirs = sorted(agent.run(args, f"r{i}")[0] for i, args in enumerate(server_runs(config)))
         assert mine == theirs and len(mine) == 3
         assert all(f"--_tags={','.join(sweep.tags)}" in argv for argv in mine)
+
+
+def test_a_composite_files_dates_stay_text_for_the_server(tmp_path: Path) -> None:
+    from expdeploy_wandb.sweeps import sweeps_of
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text("program: m.py\nmethod: grid\nparameters:\n  subtests:\n    a:\n      day: 2024-01-01\n")
+    (sweep,) = sweeps_of(path, None, None)
+    assert sweep.config["parameters"]["day"] == {"value": "2024-01-01"}

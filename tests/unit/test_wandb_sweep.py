@@ -262,3 +262,11 @@ def test_identical_trials_are_refused_offline(plan: PlanFn) -> None:
     with pytest.raises(SpecError, match="_num_trials: 3"):
         plan("program: m.py\nmethod: grid\nparameters:\n  subtests:\n    a:\n      x: 1\n"
              "      _num_trials: 3\n", name="sweep.yaml")
+
+
+@pytest.mark.parametrize("value", ["[1, 2]", "5", "text"])
+def test_a_subtest_that_is_no_mapping_is_one_error(plan: PlanFn, value: str) -> None:
+    with pytest.raises(SpecError) as info:
+        plan(f"program: m.py\nmethod: grid\nparameters:\n  subtests:\n    a: {value}\n", name="sweep.yaml")
+    assert "expected a mapping" in info.value.message
+    assert info.value.where is not None and info.value.where.line == 5

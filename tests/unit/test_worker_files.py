@@ -6,6 +6,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from expdeploy import worker
 
@@ -78,3 +79,42 @@ def test_a_claim_not_yet_filled_counts_as_held(tmp_path: Path) -> None:
     os.utime(tmp_path / "claim.1", (old, old))
     assert worker.attempt_status(str(tmp_path), heartbeat_timeout=120)[0] == "lost", \
         "one left empty by a process that died is lost after the heartbeat timeout"
+
+
+def _pipeline(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    count = tmp_path / "count"
+    return {"run_id": "r1", "name": "r1", "params": {}, "cwd": str(tmp_path), **extra,
+            "steps": [["prep", f"echo prep >> {count}"], ["train", f"test -f {tmp_path / 'ok'}"]]}
+
+
+def _attempt(tmp_path: Path, plan: dict[str, Any], attempt: int, **extra: Any) -> dict[str, Any]:
+    execution = worker.Execution(str(tmp_path / "exp"), plan, attempt, extra=extra or None)
+    execution.wait()
+    return execution.state
+
+
+def test_a_retry_runs_every_step_again_unless_the_plan_resumes_by_name(tmp_path: Path) -> None:
+    plan = _pipeline(tmp_path)
+    assert _attempt(tmp_path, plan, 1)["state"] == "failed"
+    (tmp_path / "ok").touch()
+    assert _attempt(tmp_path, plan, 2)["state"] == "succeeded"
+    assert (tmp_path / "count").read_text() == "prep\nprep\n", "a native retry starts at the first step"
+    mlrunner = _pipeline(tmp_path / "m", resume_by_name=True)
+    (tmp_path / "m").mkdir()
+    assert _attempt(tmp_path / "m", mlrunner, 1)["state"] == "failed"
+    (tmp_path / "m" / "ok").touch()
+    state = _attempt(tmp_path / "m", mlrunner, 2)
+    assert state["state"] == "succeeded" and state["steps"]["prep"]["skipped"] is True
+    assert (tmp_path / "m" / "count").read_text() == "prep\n", "mlrunner's resume skips what finished"
+    forced = _attempt(tmp_path / "m", {**mlrunner, "restart": True}, 3)
+    assert forced["state"] == "succeeded" and "skipped" not in forced["steps"]["prep"]
+
+
+def test_a_requeued_attempt_resumes_at_the_interrupted_step(tmp_path: Path) -> None:
+    plan = _pipeline(tmp_path)
+    first = _attempt(tmp_path, plan, 1)
+    assert first["state"] == "failed"
+    (tmp_path / "ok").touch()
+    again = _attempt(tmp_path, plan, 1, requeues=1)  # the same attempt, back from the queue
+    assert again["state"] == "succeeded" and again["steps"]["prep"]["skipped"] is True
+    assert (tmp_path / "count").read_text() == "prep\n"
