@@ -29,6 +29,18 @@ _TOKEN = re.compile(
 )
 
 BUILTINS = ("run_dir", "run_id", "run_name", "exp_dir", "params_file", "launch_time")
+_FLAG_LIKE = re.compile(r"\[(" + NAME + r")\]")
+
+
+def escape_template(text: str) -> str:
+    """Text a template writes as it is: braces doubled, a `[name]` (a flag here) as `[[name]]`."""
+    return _FLAG_LIKE.sub(r"[[\1]]", text.replace("{", "{{").replace("}", "}}"))
+
+
+def literal_word(word: str) -> str:
+    """One argv word as template text: shell-quoted, template syntax escaped (dialects that
+    write their commands out: W&B's program and plain words, Hydra's jobs)."""
+    return escape_template(shlex.quote(word))
 
 
 def _pairs(style: Callable[[str, Any], list[str]]) -> Callable[[Mapping[str, Any]], list[str]]:

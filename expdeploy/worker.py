@@ -33,13 +33,16 @@ HOST = os.uname().nodename  # what socket.gethostname() returns, without importi
 # --- files ------------------------------------------------------------------------------------
 
 
-def write_json_atomic(path: str, data: Any, indent: int | None = None) -> None:
+def write_text_atomic(path: str, text: str) -> None:
     """Readers see the old or the new file, never a partial one."""
     tmp = f"{path}.{os.getpid()}.tmp"
-    text = json.dumps(data, indent=indent)
-    with open(tmp, "w") as handle:
+    with open(tmp, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: str, data: Any, indent: int | None = None) -> None:
+    write_text_atomic(path, json.dumps(data, indent=indent))
 
 
 def read_json(path: str) -> Any:
@@ -74,12 +77,8 @@ def write_sweep_files(plan: dict[str, Any]) -> None:
 
 def write_run_files(run_dir: str, files: dict[str, str]) -> None:
     """A dialect's own files in the run directory (mlrunner's `param`), rendered by the controller."""
-    for name, text in files.items():
-        path = os.path.join(run_dir, name)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)  # a reader (mlrunner's Examiner) sees the old file or the new one
+    for name, text in files.items():  # a reader (mlrunner's Examiner) sees the old file or the new one
+        write_text_atomic(os.path.join(run_dir, name), text)
 
 
 def open_named_log(run_dir: str, step: str, pattern: str) -> Any:

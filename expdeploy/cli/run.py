@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from expdeploy.backend import Backend
     from expdeploy.ledger import Ledger
     from expdeploy.provenance import CodeState, Launch
-    from expdeploy.spec.model import Recipe
+    from expdeploy.spec.model import Recipe, Resources
     from expdeploy.targets import Target
     from expdeploy.wrapping import EnvSpec
 
@@ -210,12 +211,12 @@ def run_command(
     options = BackendOptions(exp_dir=plan.exp_dir, jobs=1 if first else jobs, gpus=gpu_ids,
                              runs_per_gpu=runs_per_gpu, gpu_free_memory_mib=gpu_free_memory,
                              gpu_free_util_percent=gpu_free_util,
-                             workers=_workers(plan.spec.recipes) if gpus is None else (),
+                             workers=_resources(plan.spec.recipes).workers if gpus is None else (),
                              max_concurrent=max_concurrent, max_retries=max_retries,
                              requeue_signal=_signal(signal), host_timeout=host_timeout, on=on,
                              spec_path=None if line else spec, sweep=sweep, agent_runs=runs_per_agent,
                              agents=agents, run_cap=run_cap,
-                             resources=plan.spec.recipes[0].resources.as_dict() if plan.spec.recipes else {})
+                             resources=_resources(plan.spec.recipes).as_dict())
     backend_class = _backend_class(placement.backend)
     queues = backend_class.queues
     if agents is None and backend_class.agents_only:
@@ -262,7 +263,7 @@ def run_command(
             ledger.set_meta({"controller": owner()})
         else:
             ledger.set_meta({"cwd": str(cwd), "format": loaded.format,
-                             "spec": _shell_line(line) if line else str(spec.absolute()),
+                             "spec": shlex.join(line) if line else str(spec.absolute()),
                              "overrides": overrides or [], "controller": owner(), **placement.meta(),
                              **({"metric": dict(plan.spec.metric)} if plan.spec.metric else {}),
                              **({"synced_commit": synced} if synced else {})})
@@ -347,9 +348,12 @@ def _target_envs(target: Target | None, recipes: Sequence[Recipe]) -> dict[int, 
     return {id(r): with_target(r.env, target.wrap, where or Location("targets"), fail) for r in recipes}
 
 
-def _workers(recipes: Sequence[Recipe]) -> tuple[str, ...]:
-    """mlrunner's `resource` list: one slot per entry (a search the server drives has no recipe)."""
-    return recipes[0].resources.workers if recipes else ()
+def _resources(recipes: Sequence[Recipe]) -> Resources:
+    """The first recipe's resources: mlrunner's `resource` workers, and what agents whose runs a
+    service chooses ask for (a spec always has a recipe; a plugin's might not)."""
+    from expdeploy.spec.model import Resources
+
+    return recipes[0].resources if recipes else Resources()
 
 
 def _check_only(only: list[str] | None, records: Sequence[Mapping[str, Any]]) -> None:
@@ -441,12 +445,6 @@ def _start_agents(placed: Backend, count: int, plans: Sequence[Mapping[str, Any]
     for note in placed.drain_notes():  # what was started, and where: before following begins
         sys.stdout.write(f"{note}\n")
     ledger.set_meta({"agent_arrays": [*(ledger.meta().get("agent_arrays") or []), *jobs]})
-
-
-def _shell_line(words: Sequence[str]) -> str:
-    import shlex
-
-    return shlex.join(words)
 
 
 def _backend_class(name: str) -> type[Backend]:

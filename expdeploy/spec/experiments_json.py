@@ -28,7 +28,7 @@ class ExperimentsJsonFormat:
         return SURE if isinstance(first, dict) and isinstance(first.get("experiments"), list) else NO
 
     def load(self, source: SpecSource, options: LoadOptions) -> ExperimentSpec:
-        walker = Walker(source)
+        walker = Walker(source, options)
         docs = source.documents
         doc = docs[0] if len(docs) == 1 else None
         if not isinstance(doc, LocatedDict):
@@ -36,9 +36,7 @@ class ExperimentsJsonFormat:
         walker.check_keys(doc, KEYS, "")
         if options.title:
             raise walker.fail(doc, None, "--title", "applies only to mlrunner files")
-        if options.run_cap is not None:
-            raise walker.fail(doc, None, "--run-cap", "applies only to W&B sweep files",
-                              hint="--sample N runs a random subset of N runs")
+        walker.refuse_run_cap(doc)
         if not options.command:
             raise walker.fail(doc, None, "--command", "an experiments file has no command",
                               hint="pass --command 'python run_experiment.py {params_json}'")

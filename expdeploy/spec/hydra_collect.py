@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from expdeploy.errors import BadInput, Location
-from expdeploy.launch import NAME
+from expdeploy.launch import literal_word
 from expdeploy.spec.hydra_line import MULTIRUN, HydraLine
 from expdeploy.spec.model import Block, ExperimentSpec, Recipe, Resources, Step, Template
 
@@ -52,7 +52,6 @@ _VALUED_FLAGS = frozenset(
     )
 )
 _PREFIXES = {"add": "+", "force_add": "++", "delete": "~", "change": ""}
-_FLAG_LIKE = re.compile(r"\[(" + NAME + r")\]")
 _HYDRA_CLASS = re.compile(r"^(?:hydra|omegaconf)\.[\w.]*(?:Error|Exception): ")
 
 
@@ -207,12 +206,6 @@ def hydra_error(output: str) -> tuple[str, str | None]:
     return _HYDRA_CLASS.sub("", lines[found]), advice
 
 
-def literal(word: str) -> str:
-    """One argv word as command-template text: shell-quoted, template syntax escaped."""
-    quoted = shlex.quote(word).replace("{", "{{").replace("}", "}}")
-    return _FLAG_LIKE.sub(r"[[\1]]", quoted)
-
-
 def with_overrides(arguments: Sequence[str], overrides: Sequence[str]) -> list[str]:
     """Hydra's arguments with `overrides` added to its own: right after the last override it has,
     since argparse takes the overrides as one run of words (`a=1 --config-name x b=2` is refused)."""
@@ -260,7 +253,7 @@ def experiment(
     blocks = []
     for job in sweep.jobs:
         words = [*base.head, *with_overrides(base.arguments, [*job.overrides, RUN_DIR_OVERRIDE])]
-        text = " ".join(literal(word) for word in words)
+        text = " ".join(literal_word(word) for word in words)
         recipe = Recipe((Step("main", Template(text, source)),), Resources(), holds_params=True)
         blocks.append(Block(recipe, source, explicit=(dict(job.params),)))
     return ExperimentSpec(

@@ -67,12 +67,6 @@ def _stem(word: str) -> str:
     return Path(word).stem if word else ""
 
 
-def app_arguments(words: Sequence[str]) -> list[str]:
-    """The words after the program: for `python3 [options] train.py ...` or `python3 -m pkg ...`
-    those after the script or module (the interpreter's own `-m` is not Hydra's)."""
-    return list(split_line(words).arguments)
-
-
 def is_hydra_line(words: Sequence[str]) -> bool:
     """Is this `SPEC OVERRIDES...` really a Hydra multirun line (given after `--`), or a Hydra
     config with overrides, which are Hydra's too (the `hydra` dialect: see hydra_config)?"""

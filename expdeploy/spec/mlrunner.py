@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from expdeploy.launch import escape_template
 from expdeploy.mlrunner_layout import LAYOUT, run_name
 from expdeploy.plugins import hookimpl
 from expdeploy.spec.formats import NO, SURE, LoadOptions, SpecFormat
@@ -30,7 +31,6 @@ META = ("_name", "_output", "_time", "_scripts")  # what mlrunner adds to every 
 _BUILTINS = {"_output": "run_dir", "_name": "run_name", "_time": "launch_time"}
 _NEWLINES = re.compile(r"\s*\n\s*")
 _PLACEHOLDER = re.compile(r"\{([\w-]+)\}|\[([\w-]+)\]")  # as mlrunner finds `{param}` and `[param]`
-_FLAG_LIKE = re.compile(r"\[([A-Za-z_][A-Za-z0-9_.\-]*)\]")  # text expdeploy would read as a [flag]
 _MAX_RECIPES = 256  # unions of `_cmd` step sets prepared for runs reached twice (see RunNaming)
 
 _V01 = "a key of mlrunner 0.1, ignored since 0.2"
@@ -80,9 +80,7 @@ class _MlrunnerLoader(Walker):
         if not docs or not isinstance(docs[0], LocatedDict):
             raise self.fail(None, None, "", "the first document must be a mapping with `template`")
         first = docs[0]
-        if self.options.run_cap is not None:
-            raise self.fail(first, None, "--run-cap", "applies only to W&B sweep files",
-                            hint="--sample N runs a random subset of N runs")
+        self.refuse_run_cap(first)
         self.check_first_keys(first)
         self.steps = self.templates(first)
         self.pool = self.resource(first)
@@ -185,11 +183,11 @@ class _MlrunnerLoader(Walker):
         pos = 0
         forms: dict[str, set[str]] = {"{": set(), "[": set()}
         for match in _PLACEHOLDER.finditer(text):
-            out.append(_literal(text[pos : match.start()]))
+            out.append(escape_template(text[pos : match.start()]))
             pos = match.end()
             name, flag = match.group(1) or match.group(2), match.group(2) is not None
             if not flag and text[match.start() - 1 : match.start()] == "$":
-                out.append(_literal(match.group()))
+                out.append(escape_template(match.group()))
             elif name in _BUILTINS:
                 out.append(f"--{name} {{{_BUILTINS[name]}}}" if flag else f"{{{_BUILTINS[name]}}}")
             elif not PARAM_NAME.match(name):
@@ -203,7 +201,7 @@ class _MlrunnerLoader(Walker):
             else:
                 forms["[" if flag else "{"].add(name)
                 out.append(match.group())
-        out.append(_literal(text[pos:]))
+        out.append(escape_template(text[pos:]))
         both = sorted(forms["{"] & forms["["])
         if both:
             raise self.fail(
@@ -362,12 +360,6 @@ class _MlrunnerLoader(Walker):
         for names in sets:
             self.recipe_for(tuple(n for n in order if n in names))
         return tuple(self.recipes.values())
-
-
-def _literal(text: str) -> str:
-    """Text that expdeploy's templates write as it is."""
-    text = text.replace("{", "{{").replace("}", "}}")
-    return _FLAG_LIKE.sub(r"[[\1]]", text)
 
 
 def _plain(value: Any) -> Any:

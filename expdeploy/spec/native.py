@@ -63,9 +63,7 @@ class _NativeLoader(Walker):
         first = docs[0]
         if self.options.title:
             raise self.fail(first, None, "--title", "applies only to mlrunner files")
-        if self.options.run_cap is not None:
-            raise self.fail(first, None, "--run-cap", "applies only to W&B sweep files",
-                            hint="--sample N runs a random subset of N runs")
+        self.refuse_run_cap(first)
         name = self.options.name or (
             self.string(first, "name", "name") if "name" in first else self.source.path.stem
         )

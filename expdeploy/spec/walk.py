@@ -79,6 +79,12 @@ class Walker:
             )
         return value
 
+    def refuse_run_cap(self, container: Any) -> None:
+        """`--run-cap` is a W&B sweep file's `run_cap`: other dialects say so rather than ignore it."""
+        if self.options.run_cap is not None:
+            raise self.fail(container, None, "--run-cap", "applies only to W&B sweep files",
+                            hint="--sample N runs a random subset of N runs")
+
     def check_keys(self, mapping: Mapping[Any, Any], allowed: Iterable[str], path: str) -> None:
         allowed = list(allowed)
         for key in mapping:

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import math
 import re
-import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from expdeploy.errors import Location
-from expdeploy.launch import NAME
+from expdeploy.launch import literal_word
 from expdeploy.plugins import hookimpl
 from expdeploy.spec.formats import MAYBE, NO, SURE, LoadOptions, SpecFormat
 from expdeploy.spec.model import (
@@ -58,7 +57,6 @@ _MACROS = {
     "args_json_file": ARGS_JSON_FILE,
 }
 _ENVVAR = re.compile(r"\$\{envvar:([A-Z0-9_]*)\}")
-_FLAG_LIKE = re.compile(r"\[(" + NAME + r")\]")
 
 
 def _draw(draw: Callable[[Any, dict[str, Any]], Any], spec: dict[str, Any], rng: Any) -> Any:
@@ -277,7 +275,7 @@ class _SweepLoader(Walker):
                 if "program" not in doc:
                     raise self.fail(doc, "command", "command", "${program} is used but `program` is "
                                     "not set", hint="add `program: train.py`")
-                return _literal(self.string(doc, "program", "program"))
+                return literal_word(self.string(doc, "program", "program"))
             if macro not in _MACROS:
                 raise self.fail(doc, "command", "command", f"unknown macro {word}",
                                 hint=f"known: {', '.join('${' + m + '}' for m in _MACROS)}, "
@@ -285,12 +283,12 @@ class _SweepLoader(Walker):
             return _MACROS[macro]
         pieces, pos = [], 0
         for match in _ENVVAR.finditer(word):
-            pieces.append(_literal(word[pos:match.start()]) if match.start() > pos else "")
+            pieces.append(literal_word(word[pos:match.start()]) if match.start() > pos else "")
             name = match.group(1)  # unset variables become their own name, as in wandb
             pieces.append(f'"${{{name}-{name}}}"')
             pos = match.end()
         if pos < len(word) or not pieces:
-            pieces.append(_literal(word[pos:]))
+            pieces.append(literal_word(word[pos:]))
         return "".join(pieces)
 
     def params(self, params: Mapping[Any, Any], container: Any, path: str,
@@ -424,12 +422,6 @@ def _with_dot(text: str) -> str:
         return text
     sign = "" if exponent[:1] in "+-" else "+"
     return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{sign}{exponent}"
-
-
-def _literal(text: str) -> str:
-    """A literal argv word as template text: shell-quoted, template syntax escaped."""
-    quoted = shlex.quote(text).replace("{", "{{").replace("}", "}}")
-    return _FLAG_LIKE.sub(r"[[\1]]", quoted)
 
 
 @hookimpl(trylast=True)
